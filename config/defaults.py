@@ -30,6 +30,9 @@ SYNTHETIC = dict(
     max_side=512,                              # longest image side in pixels
     max_objects=8,                             # objects per image: 1..max_objects
     seed=0,                                    # generator seed; equal seeds give equal files
+    year='2007',                               # written as <root>/VOC<year>/, the folder the VOC parser reads
+    quality=90,                                # JPEG quality of the generated images
+    num_thread=None,                           # worker processes; None: one per available core
 )
 
 CLASSES_SUFFIX = '.classes'                    # class list written next to a .lst: <target>.classes

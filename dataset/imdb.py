@@ -51,6 +51,26 @@ class Imdb:
         self.image_paths.append(relative_path)
         self.labels.append(objects)
 
+    def add_clipped(self, relative_path, objects):
+        """Append one image after clipping its boxes into [0, 1] and dropping empty ones, counting both.
+
+        Parameters
+        ----------
+        relative_path : str
+            Image path relative to ``root``.
+        objects : (N, 6) array-like
+            ``[cls, xmin, ymin, xmax, ymax, difficult]``, normalized but possibly outside [0, 1].
+        """
+        objects = np.asarray(objects, dtype=np.float32).reshape(-1, OBJECT_WIDTH).copy()
+        boxes = objects[:, 1:5]
+        clipped = np.clip(boxes, 0.0, 1.0)
+        self.stats['boxes clipped to the image'] += int(np.any(clipped != boxes, axis=1).sum())
+        objects[:, 1:5] = clipped
+        keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])  # also drops NaN
+        self.stats['degenerate boxes skipped (xmax <= xmin or ymax <= ymin)'] += int((~keep).sum())
+        self.stats['images with no objects'] += int(not keep.any())
+        self.add(relative_path, objects[keep])
+
     def class_counts(self):
         """Objects per class name, difficult ones included: ``{name: count}`` in class order."""
         counts = np.zeros(len(self.classes), dtype=np.int64)
