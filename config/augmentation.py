@@ -29,12 +29,14 @@ SSD_TRAIN = dict(
     max_random_contrast=0.5, random_contrast_prob=0.5,
     rand_mirror_prob=0.5,
     inter_method=10,                                # 10: a random interpolation method per image
-    shuffle=True,
+    shuffle=True,                                   # alone, this mixes images only within one 8 MB read
+    shuffle_chunk_size=4,                           # so also visit the file's 4 MB parts in a new order each epoch
 )
 
 VAL = dict(
     inter_method=1,                                 # bilinear resize only
     shuffle=False,
+    round_batch=False,                              # every epoch reads every image once (True skips some)
 )
 
 PRESETS = {
