@@ -35,7 +35,6 @@ import difflib
 import functools
 import os
 import re
-import struct
 import tempfile
 
 import mxnet as mx
@@ -46,14 +45,12 @@ from config.augmentation import augmentation_preset
 from config.defaults import DATA
 from config.errors import UserError
 from config.runtime import decode_threads
-from dataset.lst import HEADER_WIDTH, OBJECT_WIDTH, format_lst_line, read_lst
+from dataset.lst import (HEADER_WIDTH, OBJECT_WIDTH, format_lst_line, inside_unit_square, read_lst, split_label,
+                         to_six_columns)
+from dataset.recordio import NO_OBJECT_ROW, check_record_files, idx_path_for, read_record_labels
 
 RAW_INFO_WIDTH = 4                       # [channels, rows, cols, label length] before each raw label
-_IR_HEADER = struct.Struct('IfQQ')       # mx.recordio.IRHeader: flag (= label count), label, id, id2
-_NO_OBJECT_ROW = (-1.0,) * OBJECT_WIDTH  # an empty image's one row in a label list; MXNet drops it
-_COORD_TOLERANCE = 1e-3                  # normalized coordinates may stray this far outside [0, 1]
 _RESERVED_PARAMS = ('label_width', 'label_pad_value', 'mean_r', 'mean_g', 'mean_b')  # set by DetRecordIter
-_PACK_HINT = 'pack with tools/im2rec.py --pack-label from a detection .lst'
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -74,6 +71,9 @@ class RecordStats:
         Objects in all images.
     num_empty : int
         Images without objects.
+    num_bare : int
+        Records whose label is the bare header, no object rows at all (MXNet's C++ iterator stops on them;
+        ``tools/im2rec.py`` writes one all -1 row instead, MXNet's own im2rec does not).
     num_degenerate : int
         Boxes of class >= 0 with ``xmax <= xmin`` or ``ymax <= ymin``: MXNet drops them silently.
     header_width, object_width : int
@@ -87,25 +87,11 @@ class RecordStats:
     max_objects_id: int
     num_objects: int
     num_empty: int
+    num_bare: int
     num_degenerate: int
     header_width: int
     object_width: int
     record_ids: np.ndarray = dataclasses.field(repr=False)
-
-
-def idx_path_for(path_imgrec):
-    """The index file that belongs to a record file: ``data/train.rec`` -> ``data/train.idx``."""
-    return os.path.splitext(path_imgrec)[0] + '.idx'
-
-
-def check_record_files(path_imgrec):
-    """Raise :class:`UserError` naming the ``.rec`` or its ``.idx`` when one of them is missing."""
-    if not os.path.isfile(path_imgrec):
-        raise UserError('record file %s does not exist; pack it with tools/prepare_dataset.py or '
-                        'tools/im2rec.py' % path_imgrec)
-    if not os.path.isfile(idx_path_for(path_imgrec)):
-        raise UserError('index file %s does not exist, so %s is incomplete; pack it again with '
-                        'tools/im2rec.py' % (idx_path_for(path_imgrec), path_imgrec))
 
 
 def _one_line(err):
@@ -115,75 +101,6 @@ def _one_line(err):
         if 'Check failed' in line or 'Invalid' in line:
             return line
     return lines[-1] if lines else type(err).__name__
-
-
-def _record_labels(path_imgrec):
-    """Yield ``(record_id, flat_label)`` for each record in file order; the image bytes are not decoded.
-
-    Yields
-    ------
-    record_id : int
-    flat_label : (L,) float32 array
-        The label vector stored in the IRHeader.
-    """
-    reader = mx.recordio.MXRecordIO(path_imgrec, 'r')
-    try:
-        while True:
-            try:
-                record = reader.read()
-            except mx.base.MXNetError as err:
-                raise UserError('%s is not a readable RecordIO file (%s); pack it again with tools/im2rec.py'
-                                % (path_imgrec, _one_line(err))) from None
-            if record is None:
-                return
-            yield _unpack_label(record, path_imgrec)
-    finally:
-        reader.close()
-
-
-def _unpack_label(record, path_imgrec):
-    """One record's bytes -> ``(record_id, flat_label (L,) float32)``; a scalar label is a UserError."""
-    if len(record) < _IR_HEADER.size:
-        raise UserError('%s holds a record of %d bytes, too short for a header; pack it again'
-                        % (path_imgrec, len(record)))
-    flag, scalar, record_id, _ = _IR_HEADER.unpack_from(record)
-    if flag == 0:
-        raise UserError('%s record %d has a single label number (%g) as in a classification .rec; %s'
-                        % (path_imgrec, record_id, scalar, _PACK_HINT))
-    if len(record) < _IR_HEADER.size + 4 * flag:
-        raise UserError('%s record %d is truncated; pack it again' % (path_imgrec, record_id))
-    return record_id, np.frombuffer(record, np.float32, count=flag, offset=_IR_HEADER.size).copy()
-
-
-def parse_label_vector(flat, where):
-    """Split a detection label vector into its layout and object rows, checking the layout.
-
-    Parameters
-    ----------
-    flat : (L,) float32 array
-        ``[header_width, object_width, (extras), objects...]``.
-    where : str
-        Names the record in error messages.
-
-    Returns
-    -------
-    header_width, object_width : int
-    objects : (N, object_width) float32 array
-
-    Raises
-    ------
-    UserError
-        When the vector is not a detection label.
-    """
-    header_width, object_width = (float(flat[0]), float(flat[1])) if flat.size >= 2 else (0.0, 0.0)
-    good = header_width >= 2 and object_width >= 5 and header_width.is_integer() and object_width.is_integer()
-    if good:
-        header_width, object_width = int(header_width), int(object_width)
-        good = flat.size >= header_width and (flat.size - header_width) % object_width == 0
-    if not good:
-        raise UserError('%s is not a detection label (starts %s; expected header width 2, object width 6, '
-                        'then objects); %s' % (where, np.array2string(flat[:8], precision=3), _PACK_HINT))
-    return header_width, object_width, flat[header_width:].reshape(-1, object_width)
 
 
 def kept_boxes(objects, where):
@@ -206,9 +123,7 @@ def kept_boxes(objects, where):
         When a real object has a coordinate that is not finite or lies outside [0, 1].
     """
     boxes = objects[:, 1:5]
-    with np.errstate(invalid='ignore'):
-        inside = np.all((boxes >= -_COORD_TOLERANCE) & (boxes <= 1 + _COORD_TOLERANCE), axis=1)  # NaN: False
-    bad = (objects[:, 0] >= 0) & ~inside
+    bad = (objects[:, 0] >= 0) & ~inside_unit_square(boxes)
     if bad.any():
         raise UserError('%s has box %s outside [0, 1]; coordinates must be normalized by the image width and '
                         'height (write the .lst with tools/prepare_dataset.py and pack it again)'
@@ -253,10 +168,10 @@ def _read_layout_and_objects(path_imgrec):
     with open(idx_path_for(path_imgrec)) as handle:
         expected = sum(1 for line in handle if line.strip())
     ids, objects, layout = [], [], None
-    progress = tqdm(_record_labels(path_imgrec), total=expected, unit='img', delay=2.0, leave=False,
+    progress = tqdm(read_record_labels(path_imgrec), total=expected, unit='img', delay=2.0, leave=False,
                     desc='scanning %s' % os.path.basename(path_imgrec))
     for record_id, flat in progress:
-        header_width, object_width, rows = parse_label_vector(flat, '%s record %d' % (path_imgrec, record_id))
+        header_width, object_width, rows = split_label(flat, '%s record %d' % (path_imgrec, record_id))
         if layout not in (None, (header_width, object_width)):
             raise UserError('%s mixes label layouts (header width, object width) %s and %s; pack it again '
                             'from one .lst' % (path_imgrec, layout, (header_width, object_width)))
@@ -284,16 +199,9 @@ def _scan_cached(path_imgrec, size, mtime_ns):
     return RecordStats(path=path_imgrec, num_records=len(ids), max_objects=int(counts.max()),
                        max_objects_id=int(ids[int(counts.argmax())]), num_objects=int(counts.sum()),
                        num_empty=int(np.sum(counts == 0)), num_degenerate=degenerate,
+                       num_bare=sum(1 for record_rows in objects if len(record_rows) == 0),
                        header_width=header_width, object_width=object_width,
                        record_ids=np.array(ids, dtype=np.int64))
-
-
-def to_six_columns(objects):
-    """``(N, >=5)`` object rows -> ``(N, 6)`` ``[cls, xmin, ymin, xmax, ymax, difficult]`` (difficult 0 if absent)."""
-    out = np.zeros((len(objects), OBJECT_WIDTH), dtype=np.float32)
-    width = min(objects.shape[1], OBJECT_WIDTH)
-    out[:, :width] = objects[:, :width]
-    return out
 
 
 def record_objects(path_imgrec):
@@ -305,9 +213,9 @@ def record_objects(path_imgrec):
         ``{record_id: (N, 6) float32}``; boxes with ``xmax <= xmin`` or ``ymax <= ymin`` are left out.
     """
     labels = {}
-    for record_id, flat in _record_labels(path_imgrec):
+    for record_id, flat in read_record_labels(path_imgrec):
         where = '%s record %d' % (path_imgrec, record_id)
-        objects = parse_label_vector(flat, where)[2]
+        objects = split_label(flat, where)[2]
         labels[record_id] = to_six_columns(objects[kept_boxes(objects, where)])
     return labels
 
@@ -426,7 +334,7 @@ def temporary_label_list(labels):
     try:
         with os.fdopen(handle, 'w') as out:
             for index, objects in labels.items():
-                rows = objects if len(objects) else np.array([_NO_OBJECT_ROW])
+                rows = objects if len(objects) else NO_OBJECT_ROW
                 out.write(format_lst_line(index, rows, 'unused') + '\n')
         yield path
     finally:
@@ -533,7 +441,7 @@ class DetRecordIter(mx.io.DataIter):
         -------
         dict or None
             ``{record_id: (N, 6)}`` from ``path_imglist`` when given; else, when some record has no objects
-            (MXNet cannot read those), the records' own labels.
+            but no object rows at all (MXNet cannot read those), the records' own labels.
         """
         if path_imglist:
             labels = list_objects(path_imglist)
@@ -542,7 +450,7 @@ class DetRecordIter(mx.io.DataIter):
                 raise UserError('%s has no line for record ids %s of %s; the list must name every record by '
                                 'its index' % (path_imglist, ', '.join(map(str, missing[:5])), stats.path))
             return labels
-        if stats.num_empty == 0:
+        if stats.num_bare == 0:
             return None
         if len(np.unique(stats.record_ids)) != stats.num_records:
             raise UserError('%s has images without objects and repeated record ids; pack it again with '

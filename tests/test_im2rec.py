@@ -14,8 +14,9 @@ from PIL import Image
 
 from config.errors import UserError
 from dataset.lst import format_lst_line, unflatten_label
+from dataset.recordio import RECORD_MAGIC, frame_record, record_head
 from tools import im2rec
-from tools.im2rec import RECORD_MAGIC, frame_record, pack_records, record_head
+from tools.im2rec import pack_records
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MXNET_IM2REC = os.path.join(os.path.dirname(mx.__file__), 'tools', 'im2rec.py')
