@@ -1,12 +1,90 @@
-"""train.py: not implemented yet (tracked in issue 4); exits with a one-line message."""
-import sys
+"""Train an SSD detector from RecordIO files.
+
+Example (the synthetic demo set, a small MobileNet from scratch on the CPU)::
+
+    python train.py --train-path data/train.rec --val-path data/val.rec --network mobilenet0.25 \\
+        --data-shape 256 --pretrained '' --cpu --end-epoch 30 --lr-steps 20,25
+
+Classes come from the ``.classes`` file next to the train ``.rec`` (written by tools/prepare_dataset.py).
+Checkpoints, ``<prefix>-config.json``, ``<prefix>.classes`` and ``<prefix>-best.json`` go under ``--prefix``
+(default ``model/ssd_<network>_<data-shape>``).
+"""
+import argparse
+
+from config.augmentation import PRESETS
+from config.cli import add_common_args, comma_ints, mean_pixels_from_args, prefix_from_args
+from config.defaults import TRAIN
+from config.errors import run_cli
+from config.runtime import configure_threads
 
 
-def main():
-    print('train.py is not implemented yet (issue 4); the data pipeline is: '
-          'tools/synthetic_voc.py -> tools/prepare_dataset.py -> tools/preview_batches.py', file=sys.stderr)
-    return 2
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group('training data')
+    data.add_argument('--train-path', default=TRAIN['train_path'], help='training .rec')
+    data.add_argument('--train-list', default=TRAIN['train_list'],
+                      help='optional detection .lst whose labels replace those in the train .rec')
+    data.add_argument('--val-path', default=TRAIN['val_path'], help="validation .rec ('' skips validation)")
+    data.add_argument('--val-list', default=TRAIN['val_list'],
+                      help='optional detection .lst whose labels replace those in the val .rec')
+    data.add_argument('--train-preset', default=TRAIN['train_preset'], choices=sorted(PRESETS),
+                      help='augmentation preset of the training iterator (config/augmentation.py)')
+    add_common_args(parser)
+    start = parser.add_argument_group('starting weights')
+    start.add_argument('--pretrained', default=TRAIN['pretrained'],
+                       help="MXNet checkpoint prefix (with --epoch) or GluonCV .params file; '' from scratch")
+    start.add_argument('--epoch', type=int, default=TRAIN['epoch'], help='epoch of the pretrained checkpoint')
+    start.add_argument('--resume', type=int, default=TRAIN['resume'],
+                       help='resume from this epoch of --prefix: weights, optimizer state, LR position')
+    start.add_argument('--finetune', type=int, default=TRAIN['finetune'],
+                       help='fine-tune from this epoch of --prefix (class heads reset when the classes change)')
+    start.add_argument('--freeze', default=TRAIN['freeze'],
+                       help="regular expression of loaded parameters kept fixed ('' for none)")
+    add_optimization_args(parser)
+    logs = parser.add_argument_group('logging')
+    logs.add_argument('--frequent', type=int, default=TRAIN['frequent'], help='log line every N batches')
+    logs.add_argument('--log', default=TRAIN['log'], help="log file ('' for none)")
+    logs.add_argument('--monitor', type=int, default=TRAIN['monitor'],
+                      help='print weight/gradient statistics every N batches (0: off)')
+    logs.add_argument('--pattern', default=TRAIN['pattern'], help='names the monitor prints (regex)')
+    logs.add_argument('--val-interval', type=int, default=TRAIN['val_interval'], help='validate every N epochs')
+    return parser.parse_args(argv)
+
+
+def add_optimization_args(parser):
+    group = parser.add_argument_group('optimization')
+    group.add_argument('--optimizer', default=TRAIN['optimizer'], choices=('sgd', 'adam'), help='optimizer')
+    group.add_argument('--lr', type=float, default=TRAIN['lr'], help='base learning rate')
+    group.add_argument('--momentum', type=float, default=TRAIN['momentum'], help='SGD momentum / Adam beta1')
+    group.add_argument('--wd', type=float, default=TRAIN['wd'], help='weight decay')
+    group.add_argument('--lr-steps', type=comma_ints, default=TRAIN['lr_steps'],
+                       help='epochs at which the LR is multiplied by --lr-factor, e.g. 80,160')
+    group.add_argument('--lr-factor', type=float, default=TRAIN['lr_factor'], help='LR multiplier per step')
+    group.add_argument('--warmup-epochs', type=float, default=TRAIN['warmup_epochs'],
+                       help='linear LR warm-up from 0 over this many epochs (may be fractional)')
+    group.add_argument('--begin-epoch', type=int, default=TRAIN['begin_epoch'],
+                       help='first epoch (without --resume/--finetune); earlier LR steps apply')
+    group.add_argument('--end-epoch', type=int, default=TRAIN['end_epoch'], help='last epoch')
+    group.add_argument('--kv-store', default=TRAIN['kv_store'], help='MXNet kvstore (multi-device training)')
+    group.add_argument('--seed', type=int, default=TRAIN['seed'], help='random seed (default: unseeded)')
+
+
+def train_net_kwargs(args):
+    """The parsed flags as :func:`train.train_net.train_net` keyword arguments."""
+    from config.cli import contexts_from_args
+    kwargs = dict(vars(args))
+    for flag_only in ('gpus', 'cpu', 'mean_r', 'mean_g', 'mean_b'):
+        del kwargs[flag_only]
+    kwargs.update(ctx=contexts_from_args(args), mean_pixels=mean_pixels_from_args(args),
+                  prefix=prefix_from_args(args))
+    return kwargs
+
+
+def main(args):
+    configure_threads()
+    from train.train_net import train_net  # MXNet is imported only after the thread count is set
+    return train_net(**train_net_kwargs(args))
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main, parse_args())

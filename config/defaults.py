@@ -36,3 +36,43 @@ SYNTHETIC = dict(
 )
 
 CLASSES_SUFFIX = '.classes'                    # class list written next to a .lst: <target>.classes
+
+TRAIN = dict(
+    train_path='data/train.rec',               # training .rec (its .classes next to it names the classes)
+    train_list='',                             # optional .lst whose labels replace those in the train .rec
+    val_path='data/val.rec',                   # validation .rec; '' skips validation
+    val_list='',                               # optional .lst whose labels replace those in the val .rec
+    network='vgg16_reduced',                   # a name of symbol.symbol_factory.list_networks()
+    gpus='0',                                  # comma-separated GPU ids; '' (or --cpu) trains on the CPU
+    prefix=None,                               # checkpoint prefix; None: model/ssd_<network>_<data_shape>
+    resume=-1,                                 # epoch to resume from (weights, optimizer state, LR position)
+    finetune=-1,                               # epoch of --prefix to fine-tune from (heads reset on new classes)
+    pretrained='model/vgg16_reduced',          # MXNet checkpoint prefix or GluonCV .params; '' from scratch
+    epoch=1,                                   # epoch of the pretrained MXNet checkpoint
+    begin_epoch=0,                             # first epoch when not resuming (LR steps already passed apply)
+    end_epoch=240,                             # train until this epoch (exclusive of later ones)
+    frequent=20,                               # a plain log line every this many batches
+    lr=0.002,                                  # base learning rate
+    momentum=0.9,                              # SGD momentum (Adam: beta1)
+    wd=0.0005,                                 # weight decay
+    optimizer='sgd',                           # 'sgd' or 'adam'
+    lr_steps=(80, 160),                        # epochs at which the LR is multiplied by lr_factor
+    lr_factor=0.1,                             # LR multiplier at each step
+    warmup_epochs=0.0,                         # linear LR warm-up from 0, in epochs (may be fractional)
+    freeze='^(conv1_|conv2_).*',               # parameters kept fixed when starting from loaded weights
+    log='train.log',                           # log file ('' for none)
+    monitor=0,                                 # print mx.mon.Monitor statistics every N batches; 0 off
+    pattern='.*',                              # names of the arrays the monitor prints
+    num_class=None,                            # None: the count in the train .rec's .classes file
+    class_names=None,                          # None: the train .rec's .classes file
+    nms=None,                                  # NMS IoU threshold; None: symbol/multibox.py NMS['nms_thresh']
+    force_nms=None,                            # suppress across classes; None: NMS['force_suppress']
+    overlap=0.5,                               # IoU for a detection to count as correct in validation
+    use_difficult=False,                       # score difficult objects as ordinary ones in validation
+    voc07=True,                                # 11-point VOC07 AP in validation (False: area under the curve)
+    val_interval=1,                            # validate every this many epochs (and after the last)
+    kv_store='local',                          # MXNet kvstore for multi-device training
+    seed=None,                                 # seed of MXNet, NumPy and the shuffle; None: unseeded
+    train_preset='ssd_train',                  # augmentation preset of the training iterator
+    initializer=dict(rnd_type='gaussian', factor_type='out', magnitude=2),  # Xavier init of new weights
+)

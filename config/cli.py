@@ -1,0 +1,131 @@
+"""Command-line arguments shared by every entry script (train.py now; evaluate.py, demo.py, deploy.py later).
+
+Each ``add_*_args`` helper adds one group of flags with its defaults from :mod:`config.defaults`; the
+``*_from_args`` helpers turn parsed flags into the plain values library code takes. MXNet is imported only
+inside the helpers that need it, so scripts can call ``configure_threads()`` first.
+"""
+import argparse
+import os
+
+from config.defaults import DATA, TRAIN
+from config.errors import UserError
+
+CUDA_PACKAGE = 'mxnet-cu112'   # the pip package with GPU support for MXNet 1.9
+
+
+def comma_ints(text):
+    """argparse type: ``'80,160'`` -> ``(80, 160)``; ``''`` -> ``()``."""
+    try:
+        return tuple(int(item) for item in text.split(',') if item.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not a comma-separated list of whole numbers' % text) from None
+
+
+def add_model_args(parser):
+    """``--network``, ``--data-shape``, ``--num-class``, ``--class-names``, ``--nms``, ``--force``, ``--prefix``."""
+    group = parser.add_argument_group('network')
+    group.add_argument('--network', default=TRAIN['network'], help='network name (symbol/symbol_factory.py)')
+    group.add_argument('--data-shape', type=int, default=DATA['data_shape'], help='square input side in pixels')
+    group.add_argument('--num-class', type=int, default=TRAIN['num_class'],
+                       help='object classes (default: the count in the .classes file next to the .rec)')
+    group.add_argument('--class-names', default=TRAIN['class_names'],
+                       help='class names: a file with one per line or a comma-separated list '
+                            '(default: the .classes file next to the .rec)')
+    group.add_argument('--nms', type=float, default=TRAIN['nms'], dest='nms_thresh',
+                       help='non-maximum suppression IoU threshold (default: symbol/multibox.py, 0.45)')
+    group.add_argument('--force', action=argparse.BooleanOptionalAction, default=TRAIN['force_nms'],
+                       dest='force_nms', help='suppress overlapping detections across classes too')
+    group.add_argument('--prefix', default=TRAIN['prefix'],
+                       help='checkpoint prefix, used exactly as given (default: model/ssd_<network>_<data-shape>)')
+    return group
+
+
+def add_device_args(parser):
+    """``--gpus`` and ``--cpu``."""
+    group = parser.add_argument_group('devices')
+    group.add_argument('--gpus', default=TRAIN['gpus'], help="GPU ids, e.g. 0,1; '' trains on the CPU")
+    group.add_argument('--cpu', action='store_true', help='run on the CPU whatever --gpus says')
+    return group
+
+
+def add_data_args(parser):
+    """``--batch-size``, ``--mean-r/g/b`` and ``--label-width``."""
+    group = parser.add_argument_group('data')
+    group.add_argument('--batch-size', type=int, default=DATA['batch_size'], help='images per batch, all devices')
+    for channel, mean in zip('rgb', DATA['mean_pixels']):
+        group.add_argument('--mean-%s' % channel, type=float, default=mean, help='%s mean subtracted' % channel)
+    group.add_argument('--label-width', type=int, default=DATA['label_width'],
+                       help='object rows per image in the labels (default: the most in one image of the files)')
+    return group
+
+
+def add_eval_args(parser):
+    """``--overlap``, ``--use-difficult`` and ``--voc07/--no-voc07``."""
+    group = parser.add_argument_group('evaluation')
+    group.add_argument('--overlap', type=float, default=TRAIN['overlap'],
+                       help='IoU at which a detection matches a ground-truth box')
+    group.add_argument('--use-difficult', action='store_true', default=TRAIN['use_difficult'],
+                       help='score difficult objects as ordinary ones')
+    group.add_argument('--voc07', action=argparse.BooleanOptionalAction, default=TRAIN['voc07'],
+                       help='11-point VOC07 AP (--no-voc07: area under the precision-recall curve)')
+    return group
+
+
+def add_common_args(parser):
+    """The network, device, data and evaluation flags every script shares."""
+    add_model_args(parser)
+    add_device_args(parser)
+    add_data_args(parser)
+    add_eval_args(parser)
+    return parser
+
+
+def mean_pixels_from_args(args):
+    """``(mean_r, mean_g, mean_b)``."""
+    return (args.mean_r, args.mean_g, args.mean_b)
+
+
+def default_prefix(network, data_shape):
+    """``model/ssd_<network>_<data_shape>``: where checkpoints go when ``--prefix`` is not given."""
+    return os.path.join('model', 'ssd_%s_%d' % (network, data_shape))
+
+
+def prefix_from_args(args):
+    """``--prefix`` as given, else :func:`default_prefix`."""
+    return args.prefix if args.prefix else default_prefix(args.network, args.data_shape)
+
+
+def parse_gpu_ids(gpus):
+    """``'0,1'`` -> ``[0, 1]``; ``''`` -> ``[]``."""
+    try:
+        ids = [int(item) for item in gpus.split(',') if item.strip()]
+    except ValueError:
+        raise UserError('--gpus %r must be comma-separated GPU ids such as 0,1 (or empty for the CPU)' % gpus) \
+            from None
+    if any(gpu < 0 for gpu in ids) or len(set(ids)) != len(ids):
+        raise UserError('--gpus %r must be distinct non-negative ids' % gpus)
+    return ids
+
+
+def cuda_available():
+    """Whether this MXNet build has CUDA and sees a GPU."""
+    import mxnet as mx
+    return mx.runtime.Features().is_enabled('CUDA') and mx.context.num_gpus() > 0
+
+
+def contexts_from_args(args):
+    """``[mx.gpu(i), ...]`` for ``--gpus``, or ``[mx.cpu()]`` with ``--cpu`` or an empty ``--gpus``.
+
+    Raises
+    ------
+    UserError
+        When GPUs are asked for but this MXNet build has no CUDA (or sees no GPU).
+    """
+    import mxnet as mx
+    ids = [] if args.cpu else parse_gpu_ids(args.gpus)
+    if not ids:
+        return [mx.cpu()]
+    if not cuda_available():
+        raise UserError('--gpus %s: this MXNet build has no CUDA or sees no GPU; install %s for GPU training, or '
+                        'use --cpu' % (args.gpus, CUDA_PACKAGE))
+    return [mx.gpu(gpu) for gpu in ids]

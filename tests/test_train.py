@@ -1,0 +1,235 @@
+"""train.py and train/train_net.py: flag wiring, resume exactness, finetune, freeze, pretrained loading (MXNet
+checkpoint and GluonCV file), NaN stop, and a short training whose loss falls and whose mAP rises."""
+import argparse
+import importlib.util
+import os
+import pathlib
+import shutil
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from config import cli
+from config.errors import UserError, run_cli
+from tools import prepare_dataset, synthetic_voc
+from train import train_net as train_net_module
+from train.callbacks import TrainingDiverged
+from train.params import load_checkpoint_params
+from train.train_net import train_net
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NETWORK, SHAPE, BATCH = 'mobilenet0.25', 64, 8
+
+
+def load_train_script():
+    """train.py as a module (the name ``train`` belongs to the package)."""
+    spec = importlib.util.spec_from_file_location('train_script', ROOT / 'train.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_dataset(root, num_trainval, num_test, classes='circle,square,triangle,star,cross,ring', side=(64, 96),
+                 max_objects=4):
+    """Synthetic VOC images packed into ``root/train.rec`` and ``root/val.rec`` (with .classes)."""
+    voc = str(root / 'VOC')
+    synthetic_voc.main(synthetic_voc.parse_args([
+        '--root', voc, '--num-trainval', str(num_trainval), '--num-test', str(num_test), '--classes', classes,
+        '--min-side', str(side[0]), '--max-side', str(side[1]), '--max-objects', str(max_objects),
+        '--num-thread', '1']))
+    for image_set, name, shuffle in (('trainval', 'train', '--shuffle'), ('test', 'val', '--no-shuffle')):
+        prepare_dataset.main(prepare_dataset.parse_args([
+            '--dataset', 'pascal', '--year', '2007', '--set', image_set, '--root', voc,
+            '--target', str(root / (name + '.lst')), shuffle, '--num-thread', '1']))
+    return str(root / 'train.rec'), str(root / 'val.rec')
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    """40 training and 16 validation images with six classes."""
+    return make_dataset(tmp_path_factory.mktemp('train_data'), 40, 16)
+
+
+def tiny_run(train_path, prefix, **overrides):
+    """train_net on the tiny network, deterministic data (no augmentation, no shuffle), no validation."""
+    options = dict(train_path=train_path, val_path='', network=NETWORK, data_shape=SHAPE, batch_size=BATCH,
+                   pretrained='', end_epoch=1, lr_steps=(), log='', seed=0, train_preset='val', frequent=100)
+    options.update(overrides)
+    return train_net(prefix=str(prefix), **options)
+
+
+@pytest.fixture(scope='module')
+def base_checkpoint(data, tmp_path_factory):
+    """One epoch from scratch: prefix of its checkpoint (epoch 1)."""
+    prefix = tmp_path_factory.mktemp('base') / 'base'
+    tiny_run(data[0], prefix, lr=0.01)
+    return str(prefix)
+
+
+# ------------------------------------------------------------------------------------------ flag wiring
+def changed_value(action):
+    """Command-line tokens giving ``action`` a value other than its default."""
+    flag = action.option_strings[0]
+    if isinstance(action, argparse.BooleanOptionalAction):   # --x / --no-x: the one that is not the default
+        return [flag if not action.default else action.option_strings[1]]
+    if isinstance(action, argparse._StoreTrueAction):
+        return [flag]
+    if action.choices:
+        return [flag, [choice for choice in action.choices if choice != action.default][0]]
+    if action.type is int:
+        return [flag, str((action.default or 0) + 3)]
+    if action.type is float:
+        return [flag, str((action.default or 0) + 0.125)]
+    if action.type is cli.comma_ints:
+        return [flag, '3,5']
+    return [flag, 'value_of_' + action.dest]
+
+
+def test_every_flag_reaches_train_net(monkeypatch):
+    script = load_train_script()
+    captured = []
+    monkeypatch.setattr(train_net_module, 'train_net', lambda **kwargs: captured.append(kwargs))
+    monkeypatch.setattr(cli, 'cuda_available', lambda: True)
+    parser_actions = []
+    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', lambda self, argv=None: (
+        parser_actions.extend(self._actions), argparse.ArgumentParser.parse_known_args(self, argv)[0])[1])
+    script.main(script.parse_args(['--gpus', '']))
+    baseline = captured.pop()
+    assert baseline['ctx'] == [mx.cpu()] and baseline['prefix'] == os.path.join('model', 'ssd_vgg16_reduced_300')
+    actions = [action for action in parser_actions if action.dest != 'help']
+    assert len(actions) >= 40
+    for action in actions:
+        tokens = {'gpus': ['--gpus', '0,1'], 'cpu': ['--gpus', '1', '--cpu']}.get(
+            action.dest, ['--gpus', ''] + changed_value(action))
+        script.main(script.parse_args(tokens))
+        kwargs = captured.pop()
+        assert kwargs != baseline or action.dest == 'cpu', '%s does not reach train_net' % action.option_strings
+        assert set(kwargs) == set(baseline)
+    script.main(script.parse_args(['--gpus', '1']))
+    assert captured.pop()['ctx'] == [mx.gpu(1)]      # and with --cpu (above) it was the baseline's CPU
+    script.main(script.parse_args(['--gpus', '', '--lr-steps', '3,5', '--mean-g', '7', '--nms', '0.3',
+                                   '--train-list', 'a.lst', '--force', '--prefix', 'out/x']))
+    kwargs = captured.pop()
+    assert kwargs['lr_steps'] == (3, 5) and kwargs['mean_pixels'][1] == 7 and kwargs['nms_thresh'] == 0.3
+    assert kwargs['train_list'] == 'a.lst' and kwargs['force_nms'] is True and kwargs['prefix'] == 'out/x'
+    script.main(script.parse_args(['--gpus', '0,1']))
+    assert captured.pop()['ctx'] == [mx.gpu(0), mx.gpu(1)]
+
+
+def test_gpus_on_a_cpu_build_is_one_line_naming_the_cuda_package(monkeypatch, capsys):
+    script = load_train_script()
+    monkeypatch.setattr(cli, 'cuda_available', lambda: False)
+    with pytest.raises(SystemExit) as stop:
+        run_cli(script.main, script.parse_args(['--gpus', '0']))
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and '\n' not in err and 'mxnet-cu112' in err and '--cpu' in err
+
+
+def test_class_count_mismatch_names_both_numbers(data, tmp_path):
+    with pytest.raises(UserError, match=r'--num-class 20, data 6 classes'):
+        tiny_run(data[0], tmp_path / 'x', num_class=20)
+
+
+def test_missing_pretrained_is_an_error_not_a_silent_start(data, tmp_path):
+    with pytest.raises(UserError, match="--pretrained ''"):
+        tiny_run(data[0], tmp_path / 'x', pretrained=str(tmp_path / 'nothing'))
+
+
+# --------------------------------------------------------------------------------- resume and schedule
+def test_resume_reproduces_the_uninterrupted_run(data, tmp_path):
+    settings = dict(lr=0.01, momentum=0.9, lr_steps=(1,), lr_factor=0.5, warmup_epochs=0.5)
+    straight = tiny_run(data[0], tmp_path / 'straight', end_epoch=2, **settings)
+    first = tiny_run(data[0], tmp_path / 'split', end_epoch=1, **settings)
+    second = tiny_run(data[0], tmp_path / 'split', end_epoch=2, resume=1, **settings)
+    iters = straight['iterations_per_epoch']
+    assert iters == 40 // BATCH
+    # warm-up over round(0.5 * 5) = 2 updates: update 1 at 0.01 * 1/2, update 2 at the full 0.01 (MXNet counts
+    # updates from 1); halved once the update count passes 5 (the end of epoch 1)
+    expected = [0.01 * 1 / 2] + [0.01] * 4 + [0.005] * 5
+    np.testing.assert_allclose(straight['lr_history'], expected, rtol=1e-12)
+    assert first['lr_history'] + second['lr_history'] == straight['lr_history']
+    args_straight, aux_straight = load_checkpoint_params(str(tmp_path / 'straight'), 2, 'test')
+    args_split, aux_split = load_checkpoint_params(str(tmp_path / 'split'), 2, 'test')
+    for name in args_straight:
+        np.testing.assert_allclose(args_split[name].asnumpy(), args_straight[name].asnumpy(), atol=1e-5,
+                                   err_msg=name)
+    # BatchNorm moving statistics are left out: MXNet 1.9's MKLDNN BatchNorm gives slightly different
+    # moving_mean / moving_var for some layers even between two identical runs from scratch.
+    assert set(aux_split) == set(aux_straight)
+    for suffix in ('-0001.states', '-0002.states', '-symbol.json', '-config.json', '.classes'):
+        assert os.path.isfile(str(tmp_path / 'split') + suffix), suffix
+
+
+# ------------------------------------------------------------------------------ finetune, freeze, pretrained
+def test_finetune_with_fewer_classes_resets_the_heads_and_keeps_frozen_body(base_checkpoint, tmp_path):
+    three = make_dataset(tmp_path / 'three', 16, 8, classes='circle,square,triangle')
+    prefix = str(tmp_path / 'ft')
+    shutil.copy(base_checkpoint + '-0001.params', prefix + '-0001.params')
+    tiny_run(three[0], prefix, finetune=1, end_epoch=2, freeze='^conv')
+    before, _ = load_checkpoint_params(base_checkpoint, 1, 'test')
+    after, _ = load_checkpoint_params(prefix, 2, 'test')
+    heads = [name for name in after if '_cls_pred_conv_weight' in name]
+    assert heads
+    for name in heads:   # anchors * (1 + classes) filters: 7 -> 4 per anchor
+        assert before[name].shape[0] // 7 == after[name].shape[0] // 4
+    for name in ('conv0_weight', 'conv13_weight', 'conv26_weight'):
+        assert np.array_equal(before[name].asnumpy(), after[name].asnumpy()), name
+    assert not np.array_equal(before['extra1_1x1_weight'].asnumpy(), after['extra1_1x1_weight'].asnumpy())
+    with open(prefix + '.classes') as handle:
+        assert handle.read().split() == ['circle', 'square', 'triangle']
+
+
+def test_pretrained_checkpoint_loads_everything_and_freeze_keeps_weights_bit_identical(data, base_checkpoint,
+                                                                                        tmp_path):
+    prefix = str(tmp_path / 'pre')
+    tiny_run(data[0], prefix, pretrained=base_checkpoint, epoch=1, freeze='^conv[0-2]_', lr=0.01,
+             log=prefix + '.log')
+    log = open(prefix + '.log').read()
+    assert '0 newly initialised, 0 shape mismatches' in log
+    assert 'frozen by --freeze' in log and 'conv0_weight, conv1_weight, conv2_weight' in log
+    before, _ = load_checkpoint_params(base_checkpoint, 1, 'test')
+    after, _ = load_checkpoint_params(prefix, 1, 'test')
+    for name in ('conv0_weight', 'conv1_weight', 'conv2_weight'):
+        assert np.array_equal(before[name].asnumpy(), after[name].asnumpy()), name
+    assert not np.array_equal(before['conv3_weight'].asnumpy(), after['conv3_weight'].asnumpy())
+
+
+def test_pretrained_gluoncv_params_land_on_the_backbone_by_name(data, tmp_path):
+    from gluoncv.model_zoo import get_model
+    net = get_model('mobilenet0.25', pretrained=False)
+    net.initialize(mx.init.Normal(0.5))
+    net(mx.nd.zeros((1, 3, 64, 64)))
+    path = str(tmp_path / 'mobilenet0.25.params')
+    net.save_parameters(path)
+    features = {name[len(net.prefix):]: param.data().asnumpy() for name, param in net.collect_params().items()}
+    prefix = str(tmp_path / 'gcv')
+    tiny_run(data[0], prefix, pretrained=path, freeze=r'^(conv|bn)\d+_', log=prefix + '.log')
+    assert '135 loaded, 40 newly initialised' in open(prefix + '.log').read()
+    assert 'unused from the file: dense0_bias, dense0_weight' in open(prefix + '.log').read()
+    after, _ = load_checkpoint_params(prefix, 1, 'test')
+    for unit in (0, 5, 26):   # frozen, so still exactly gluoncv's
+        assert np.array_equal(after['conv%d_weight' % unit].asnumpy(), features['conv%d_weight' % unit])
+        assert np.array_equal(after['bn%d_gamma' % unit].asnumpy(), features['batchnorm%d_gamma' % unit])
+
+
+# ------------------------------------------------------------------------------------------- NaN stop
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(data, base_checkpoint, tmp_path, capsys):
+    prefix = str(tmp_path / 'nan')
+    for suffix in ('-0001.params', '-0001.states', '-symbol.json'):
+        shutil.copy(base_checkpoint + suffix, prefix + suffix)
+    untouched = open(prefix + '-0001.params', 'rb').read()
+    script = load_train_script()
+    args = script.parse_args(['--cpu', '--train-path', data[0], '--val-path', '', '--network', NETWORK,
+                              '--data-shape', str(SHAPE), '--batch-size', str(BATCH), '--prefix', prefix,
+                              '--resume', '1', '--end-epoch', '3', '--lr', '1e30', '--log', '',
+                              '--train-preset', 'val'])
+    with pytest.raises(SystemExit) as stop:
+        run_cli(script.main, args)
+    err = capsys.readouterr().err
+    err = err[err.index('error: '):].rstrip('\n')   # after the progress bar's last refresh
+    assert stop.value.code == 2 and '\n' not in err and err.startswith('error: loss is not finite at epoch 2')
+    assert prefix + '-0001.params' in err
+    assert open(prefix + '-0001.params', 'rb').read() == untouched
+    assert not os.path.exists(prefix + '-0002.params')
+    assert issubclass(TrainingDiverged, UserError)
