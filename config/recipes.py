@@ -1,6 +1,7 @@
 """Training recipes: whole configurations that were measured, each value with the reason it was chosen.
 
-``DEMO`` is what ``make demo`` trains: a small MobileNet from scratch on the synthetic VOC set (2000 trainval
+``DEMO`` is what ``make demo`` is to train once issue 4 wires it in (train.py has no flags yet for
+``std_pixels``, ``network_overrides`` and ``train_augmentation``): a small MobileNet from scratch on the synthetic VOC set (2000 trainval
 images, 6 shape classes) on 2 CPU cores. Measured on 2 cores (AMD EPYC, other jobs sharing the machine; see
 the figures in the comments): the SSD layout of ``symbol_factory.MOBILENET`` (four extra layers without
 BatchNorm) and Adam did not leave the class-prior solution (every anchor called background, cross entropy
