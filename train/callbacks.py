@@ -1,13 +1,15 @@
 """Training hooks, one concern each, called by :func:`train.train_net.fit` in the order they are given.
 
 Each hook may implement ``epoch_begin(state)``, ``batch_begin(state)``, ``batch_end(state)``,
-``epoch_end(state)`` and ``stop(state)`` (training ends with an error). :func:`default_hooks` puts them in this order:
+``epoch_end(state)`` and ``stop(state)`` (training ends with an error). :func:`train.train_net.build_hooks`
+puts them in this order:
 
 1. :class:`StopOnNonFinite` (batch end) before anything logs or saves a NaN;
 2. :class:`ProgressBar` and :class:`BatchLogger` (batch end);
 3. :class:`MonitorHook` (batch begin/end), only with ``--monitor``;
 4. :class:`Checkpointer` (epoch end) before :class:`Validator`, so a failing validation keeps the epoch;
-5. :class:`Validator`, then :class:`KeepBest`, which reads the validation result.
+5. :class:`Validator`, then :class:`KeepBest`, which reads the validation result;
+6. :class:`History` (epoch end), last, so each epoch's record holds its validation values.
 """
 import json
 import logging
