@@ -21,6 +21,14 @@ def comma_ints(text):
         raise argparse.ArgumentTypeError('%r is not a comma-separated list of whole numbers' % text) from None
 
 
+def comma_floats(text):
+    """argparse type: ``'0.1,0.6'`` -> ``(0.1, 0.6)``; ``''`` -> ``()``."""
+    try:
+        return tuple(float(item) for item in text.split(',') if item.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not a comma-separated list of numbers' % text) from None
+
+
 def add_model_args(parser):
     """``--network``, ``--data-shape``, ``--num-class``, ``--class-names``, ``--nms``, ``--force``, ``--prefix``."""
     group = parser.add_argument_group('network')
@@ -49,11 +57,15 @@ def add_device_args(parser):
 
 
 def add_data_args(parser):
-    """``--batch-size``, ``--mean-r/g/b`` and ``--label-width``."""
+    """``--batch-size``, ``--mean-r/g/b``, ``--std-r/g/b`` and ``--label-width``."""
     group = parser.add_argument_group('data')
     group.add_argument('--batch-size', type=int, default=DATA['batch_size'], help='images per batch, all devices')
     for channel, mean in zip('rgb', DATA['mean_pixels']):
         group.add_argument('--mean-%s' % channel, type=float, default=mean, help='%s mean subtracted' % channel)
+    for channel, std in zip('rgb', DATA['std_pixels']):
+        group.add_argument('--std-%s' % channel, type=float, default=std,
+                           help='%s divisor after the mean (GluonCV ImageNet weights: 58.395 / 57.12 / 57.375)'
+                                % channel)
     group.add_argument('--label-width', type=int, default=DATA['label_width'],
                        help='object rows per image in the labels (default: the most in one image of the files)')
     return group
@@ -83,6 +95,11 @@ def add_common_args(parser):
 def mean_pixels_from_args(args):
     """``(mean_r, mean_g, mean_b)``."""
     return (args.mean_r, args.mean_g, args.mean_b)
+
+
+def std_pixels_from_args(args):
+    """``(std_r, std_g, std_b)``."""
+    return (args.std_r, args.std_g, args.std_b)
 
 
 def default_prefix(network, data_shape):

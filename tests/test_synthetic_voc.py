@@ -208,6 +208,29 @@ def test_object_counts_and_image_sizes_follow_the_params(sample):
         assert image.shape == (64, 64, 3) and 1 <= len(objects) <= 2
 
 
+def box_sides(params, count=60):
+    """Per object of ``count`` generated images: (longer box side / shorter image side, name, truncated)."""
+    rows = []
+    for index in range(count):
+        image, objects = sv.generate_image(0, index, params)
+        shorter = min(image.shape[:2])
+        for obj in objects:
+            x0, y0, x1, y1 = obj.box
+            rows.append(((max(x1 - x0, y1 - y0) + 1) / shorter, obj.name, obj.truncated))
+    return rows
+
+
+def test_object_size_and_small_share_set_the_diameters():
+    """A box is never wider than the shape's circumscribed circle; a whole circle's box is its diameter
+    (within a pixel, unless a later shape covers part of its edge)."""
+    sized = box_sides(sv.SyntheticParams(object_size=(0.3, 0.4), small_share=0.0))
+    assert max(side for side, _, _ in sized) <= 0.4 + 2 / 96
+    circles = [side for side, name, truncated in sized if name == 'circle' and not truncated]
+    assert len(circles) >= 10 and np.mean(np.array(circles) >= 0.3 - 2 / 96) >= 0.8
+    small = box_sides(sv.SyntheticParams(object_size=(0.3, 0.4), small_share=1.0))
+    assert max(side for side, _, _ in small) <= sv.SMALL_SIZE[1] + 2 / 96
+
+
 def test_shapes_have_their_geometric_areas():
     """Circumscribed radius r = 40: circle pi r^2, square 2 r^2, triangle 3 sqrt(3)/4 r^2, each within one
     pixel along its perimeter (the rasterized edge); holes only where due."""
@@ -227,14 +250,17 @@ def test_shapes_have_their_geometric_areas():
 
 # -------------------------------------------------------------------------------------------- the flags
 def test_classes_year_and_object_flags_reach_the_files(tmp_path):
-    year_dir = generate(tmp_path, '--classes', 'ring,circle', '--year', '2012', '--max-objects', '2')
+    year_dir = generate(tmp_path, '--classes', 'ring,circle', '--year', '2012', '--max-objects', '2',
+                        '--object-size', '0.2,0.25', '--small-share', '0')
     assert year_dir.endswith('VOC2012')
     with open(os.path.join(year_dir, 'classes.txt')) as handle:
         assert handle.read() == 'ring\ncircle\n'
     names = set()
     for image_id in read_list(year_dir, 'trainval') + read_list(year_dir, 'test'):
-        _, _, _, objects = read_annotation(year_dir, image_id)
+        width, height, _, objects = read_annotation(year_dir, image_id)
         assert 1 <= len(objects) <= 2
+        for _, _, _, (x0, y0, x1, y1) in objects:  # circles and rings: the box side is the diameter
+            assert max(x1 - x0, y1 - y0) + 1 <= 0.25 * min(width, height) + 2
         names |= {name for name, _, _, _ in objects}
     assert names == {'ring', 'circle'}
     root = ET.parse(os.path.join(year_dir, 'Annotations', '000001.xml')).getroot()
@@ -257,6 +283,9 @@ def test_quality_flag_changes_only_the_jpeg_size(tmp_path):
     (['--num-trainval', '0', '--num-test', '0'], '--num-test'),
     (['--quality', '0'], '--quality'),
     (['--max-objects', '0'], '--max-objects'),
+    (['--object-size', '0.5,0.2'], '--object-size'),
+    (['--object-size', '0.2'], '--object-size'),
+    (['--small-share', '1.5'], '--small-share'),
 ])
 def test_bad_flags_raise_user_errors_naming_them(tmp_path, flags, named):
     with pytest.raises(UserError, match=named):

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from config.cli import comma_floats
 from config.defaults import SYNTHETIC
 from config.errors import UserError, run_cli
 from config.runtime import available_cores
@@ -38,10 +39,9 @@ SHAPES = ('circle', 'square', 'triangle', 'star', 'cross', 'ring')  # every shap
 SPLITS = ('trainval', 'test')
 
 # Generator design: sizes are the diameter of the shape's circumscribed circle, as a fraction of the
-# image's shorter side, drawn log-uniformly from one of two ranges.
-SMALL_OBJECT_PROB = 0.15        # share of objects drawn from the small range
+# image's shorter side, drawn log-uniformly from ``object_size`` or, for a share ``small_share`` of the
+# objects, from the small range below (SyntheticParams; defaults in config.defaults.SYNTHETIC).
 SMALL_SIZE = (0.05, 0.10)
-LARGE_SIZE = (0.10, 0.60)
 TRUNCATE_PROB = 0.20            # share of placements allowed to cross the image border
 MIN_VISIBLE_TRUNCATED = 0.4     # a truncated shape keeps at least this share of its pixels inside the image
 MAX_OCCLUDED = 0.3              # later shapes may cover at most this share of an earlier shape's pixels
@@ -55,11 +55,13 @@ LANDSCAPE_PROB = 0.7            # share of images wider than tall
 BACKGROUND_CELL = 32            # pixels per cell of the coarse background grid
 SUBPIXEL_BITS = 4               # fixed-point fraction bits of the polygon vertices given to cv2.fillPoly
 
-SyntheticParams = collections.namedtuple('SyntheticParams', 'classes min_side max_side max_objects')
-SyntheticParams.__new__.__defaults__ = (SYNTHETIC['classes'], SYNTHETIC['min_side'], SYNTHETIC['max_side'],
-                                        SYNTHETIC['max_objects'])
+SyntheticParams = collections.namedtuple('SyntheticParams',
+                                         'classes min_side max_side max_objects object_size small_share')
+SyntheticParams.__new__.__defaults__ = tuple(SYNTHETIC[key] for key in SyntheticParams._fields)
 SyntheticParams.__doc__ = """What :func:`generate_image` draws: class names (a subset of ``SHAPES``, in label
-order), the image side range in pixels, and the most objects in one image."""
+order), the image side range in pixels, the most objects in one image, the ``(low, high)`` diameter range of
+ordinary objects as fractions of the shorter image side, and the share of objects drawn from ``SMALL_SIZE``
+instead."""
 
 SyntheticObject = collections.namedtuple('SyntheticObject', 'name box truncated difficult color mask drawn_area')
 SyntheticObject.__doc__ = """One drawn shape, as it shows in the finished image.
@@ -211,9 +213,10 @@ def sample_image_size(rng, params):
     return (shorter, longer) if rng.rand() < LANDSCAPE_PROB else (longer, shorter)
 
 
-def sample_radius(rng, shorter_side):
-    """A circumscribed radius in pixels: mostly 10%..60% of the shorter side in diameter, some 5%..10%."""
-    low, high = SMALL_SIZE if rng.rand() < SMALL_OBJECT_PROB else LARGE_SIZE
+def sample_radius(rng, shorter_side, params):
+    """A circumscribed radius in pixels: the diameter is log-uniform in ``params.object_size`` (or, for a
+    share ``params.small_share`` of the objects, in ``SMALL_SIZE``) times the shorter side."""
+    low, high = SMALL_SIZE if rng.rand() < params.small_share else params.object_size
     return math.exp(rng.uniform(math.log(low), math.log(high))) * shorter_side / 2.0
 
 
@@ -314,8 +317,8 @@ def choose_color(rng, image, mask, box):
     return np.where(beneath < 128, 255, 0).astype(np.uint8), False  # the far corner of the colour cube
 
 
-def add_object(rng, image, classes, placed, visible):
-    """Draw one random shape onto ``image`` in place.
+def add_object(rng, image, params, placed, visible):
+    """Draw one random shape of a class of ``params.classes`` onto ``image`` in place.
 
     Returns
     -------
@@ -324,8 +327,8 @@ def add_object(rng, image, classes, placed, visible):
         when no position worked.
     """
     height, width = image.shape[:2]
-    name = classes[rng.randint(len(classes))]
-    local = draw_shape_mask(name, sample_radius(rng, min(height, width)), rng.uniform(0, 2 * np.pi), rng)
+    name = params.classes[rng.randint(len(params.classes))]
+    local = draw_shape_mask(name, sample_radius(rng, min(height, width), params), rng.uniform(0, 2 * np.pi), rng)
     placement = place_mask(rng, local, (height, width), placed, visible)
     if placement is None:
         return None
@@ -365,7 +368,7 @@ def generate_image(rng_seed, index, params):
     image = make_background(rng, height, width)
     placed, visible = [], []
     for _ in range(rng.randint(1, params.max_objects + 1)):
-        drawn = add_object(rng, image, params.classes, placed, visible)
+        drawn = add_object(rng, image, params, placed, visible)
         if drawn is None:
             continue
         for seen in visible:
@@ -504,6 +507,9 @@ def check_args(args):
              ('--min-side', args.min_side >= 32, 'must be >= 32'),
              ('--max-side', args.max_side >= args.min_side, 'must be >= --min-side (%d)' % args.min_side),
              ('--max-objects', args.max_objects >= 1, 'must be >= 1'),
+             ('--object-size', len(args.object_size) == 2 and 0 < args.object_size[0] <= args.object_size[1] <= 1,
+              'must be two fractions LOW,HIGH with 0 < LOW <= HIGH <= 1'),
+             ('--small-share', 0 <= args.small_share <= 1, 'must be in 0..1'),
              ('--quality', 1 <= args.quality <= 100, 'must be in 1..100'),
              ('--num-thread', args.num_thread >= 1, 'must be >= 1')]
     for flag, ok, rule in rules:
@@ -530,6 +536,10 @@ def parse_args(argv=None):
     parser.add_argument('--max-side', type=int, default=SYNTHETIC['max_side'], help='longest image side (px)')
     parser.add_argument('--max-objects', type=int, default=SYNTHETIC['max_objects'],
                         help='objects per image: 1..this')
+    parser.add_argument('--object-size', type=comma_floats, default=SYNTHETIC['object_size'],
+                        help='LOW,HIGH: object diameters as fractions of the shorter image side (log-uniform)')
+    parser.add_argument('--small-share', type=float, default=SYNTHETIC['small_share'],
+                        help='share of objects drawn small instead (%g..%g of the shorter side)' % SMALL_SIZE)
     parser.add_argument('--quality', type=int, default=SYNTHETIC['quality'], help='JPEG quality, 1..100')
     parser.add_argument('--num-thread', type=int, default=SYNTHETIC['num_thread'] or available_cores(),
                         help='worker processes (default: one per core)')
@@ -553,7 +563,8 @@ def main(args):
     year_dir = os.path.join(args.root, 'VOC' + args.year)
     ids = ['%06d' % (index + 1) for index in range(args.num_trainval + args.num_test)]
     splits = {'trainval': ids[:args.num_trainval], 'test': ids[args.num_trainval:]}
-    params = SyntheticParams(classes, args.min_side, args.max_side, args.max_objects)
+    params = SyntheticParams(classes, args.min_side, args.max_side, args.max_objects, tuple(args.object_size),
+                             args.small_share)
     prepare_directories(year_dir)
     counts = write_samples(WriteSettings(args.seed, params, year_dir, args.quality), ids, args.num_thread)
     write_lists(year_dir, classes, splits)
