@@ -99,6 +99,11 @@ def is_class_head_param(param_name):
     return CLS_HEAD + '_' in param_name
 
 
+def is_prediction_head_param(param_name):
+    """True for the box-offset and class head parameters."""
+    return CLS_HEAD + '_' in param_name or LOC_HEAD + '_' in param_name
+
+
 def conv_relu(data, name, num_filter, kernel, stride=1, pad=0):
     """Convolution ``name`` (with bias) followed by ReLU ``name + '_relu'``; returns (B, F, h', w')."""
     conv = mx.sym.Convolution(data, kernel=(kernel, kernel), stride=(stride, stride), pad=(pad, pad),

@@ -93,7 +93,7 @@ def anchors(feature, sizes, ratios, step=None, name=None):
                                         steps=steps, name=name)
 
 
-def targets(anchor_boxes, labels, cls_preds, name='multibox_target'):
+def targets(anchor_boxes, labels, cls_preds, overlap_threshold=OVERLAP_THRESHOLD, name='multibox_target'):
     """Training targets for every anchor: matched box offsets, their mask, and class targets.
 
     Parameters
@@ -104,6 +104,8 @@ def targets(anchor_boxes, labels, cls_preds, name='multibox_target'):
         (B, N, 6) ``[cls, xmin, ymin, xmax, ymax, difficult]``, -1 padded.
     cls_preds : mx.sym.Symbol
         (B, 1 + num_classes, A) class scores, used to pick hard negatives.
+    overlap_threshold : float
+        IoU with a ground-truth box from which an anchor is a positive (each box also keeps its best anchor).
     name : str
         Symbol name.
 
@@ -114,7 +116,7 @@ def targets(anchor_boxes, labels, cls_preds, name='multibox_target'):
         ``cls_target`` (B, A): 0 background, 1 + class for positives, ``IGNORE_LABEL`` otherwise.
     """
     result = mx.sym.contrib.MultiBoxTarget(
-        anchor_boxes, labels, cls_preds, overlap_threshold=OVERLAP_THRESHOLD, ignore_label=IGNORE_LABEL,
+        anchor_boxes, labels, cls_preds, overlap_threshold=overlap_threshold, ignore_label=IGNORE_LABEL,
         negative_mining_ratio=NEGATIVE_MINING_RATIO, negative_mining_thresh=NEGATIVE_MINING_THRESHOLD,
         minimum_negative_samples=MINIMUM_NEGATIVE_SAMPLES, variances=VARIANCES, name=name)
     return result[0], result[1], result[2]

@@ -71,7 +71,7 @@ def ssd_body(num_classes, data_shape, sizes, ratios, normalizations, steps, **fe
 
 def get_symbol_train(num_classes, nms_thresh=multibox.NMS['nms_thresh'],
                      force_suppress=multibox.NMS['force_suppress'], nms_topk=multibox.NMS['nms_topk'],
-                     **body_settings):
+                     overlap_threshold=multibox.OVERLAP_THRESHOLD, **body_settings):
     """The training graph: inputs ``data`` (B, 3, S, S) and ``label`` (B, N, 6), -1 padded.
 
     Parameters
@@ -80,6 +80,8 @@ def get_symbol_train(num_classes, nms_thresh=multibox.NMS['nms_thresh'],
         Object classes, background excluded.
     nms_thresh, force_suppress, nms_topk :
         Non-maximum suppression of the detection output; see :data:`symbol.multibox.NMS`.
+    overlap_threshold : float
+        IoU from which an anchor is trained as a positive; see :func:`symbol.multibox.targets`.
     **body_settings :
         ``data_shape`` and the network settings of :func:`ssd_body`.
 
@@ -93,7 +95,8 @@ def get_symbol_train(num_classes, nms_thresh=multibox.NMS['nms_thresh'],
         ``detection`` (B, A, 6) decoded detections after NMS, no gradient.
     """
     loc_preds, cls_preds, anchor_boxes = ssd_body(num_classes, **body_settings)
-    loc_target, loc_mask, cls_target = multibox.targets(anchor_boxes, mx.sym.Variable('label'), cls_preds)
+    loc_target, loc_mask, cls_target = multibox.targets(anchor_boxes, mx.sym.Variable('label'), cls_preds,
+                                                             overlap_threshold)
     cls_prob = mx.sym.SoftmaxOutput(cls_preds, cls_target, ignore_label=multibox.IGNORE_LABEL, use_ignore=True,
                                     multi_output=True, normalization='valid', name=multibox.CLS_PROB)
     masked_error = loc_mask * (loc_preds - loc_target)

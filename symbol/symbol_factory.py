@@ -217,18 +217,19 @@ def check_detection_settings(num_classes, nms_thresh, nms_topk):
         raise UserError('nms_topk must be a positive integer or -1 (keep all), got %r' % (nms_topk,))
 
 
-def build(builder, network, data_shape, num_classes, nms_thresh, force_suppress, nms_topk, overrides):
+def build(builder, network, data_shape, num_classes, nms_thresh, force_suppress, nms_topk, overrides,
+          **graph_kwargs):
     """Validate everything the user chose, then call ``builder`` with the network's settings."""
     check_detection_settings(num_classes, nms_thresh, nms_topk)
     settings = get_config(network, data_shape, **overrides)
     check_feature_maps(settings, network)
     return builder(num_classes, nms_thresh=nms_thresh, force_suppress=force_suppress, nms_topk=nms_topk,
-                   **settings)
+                   **graph_kwargs, **settings)
 
 
 def get_symbol_train(network, data_shape, num_classes, nms_thresh=multibox.NMS['nms_thresh'],
                      force_suppress=multibox.NMS['force_suppress'], nms_topk=multibox.NMS['nms_topk'],
-                     **overrides):
+                     overlap_threshold=multibox.OVERLAP_THRESHOLD, **overrides):
     """The training graph of ``network``; see :func:`symbol.symbol_builder.get_symbol_train`.
 
     Parameters
@@ -241,6 +242,8 @@ def get_symbol_train(network, data_shape, num_classes, nms_thresh=multibox.NMS['
         Object classes, background excluded.
     nms_thresh, force_suppress, nms_topk :
         Non-maximum suppression of the ``detection`` output; see :data:`symbol.multibox.NMS`.
+    overlap_threshold : float
+        IoU from which an anchor is trained as a positive, in (0, 1].
     **overrides :
         Settings to replace; see :func:`get_config`.
 
@@ -250,8 +253,10 @@ def get_symbol_train(network, data_shape, num_classes, nms_thresh=multibox.NMS['
         Inputs ``data`` (B, 3, S, S) and ``label`` (B, N, 6); outputs named by
         :data:`symbol.multibox.TRAIN_OUTPUTS`.
     """
+    if not 0 < overlap_threshold <= 1:
+        raise UserError('overlap_threshold (anchor matching IoU) must be in (0, 1], got %r' % (overlap_threshold,))
     return build(symbol_builder.get_symbol_train, network, data_shape, num_classes, nms_thresh,
-                 force_suppress, nms_topk, overrides)
+                 force_suppress, nms_topk, overrides, overlap_threshold=overlap_threshold)
 
 
 def get_symbol(network, data_shape, num_classes, nms_thresh=multibox.NMS['nms_thresh'],

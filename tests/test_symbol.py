@@ -225,10 +225,11 @@ def evaluate(outputs, **inputs):
     return [output.asnumpy() for output in outputs.eval(ctx=mx.cpu(), **arrays)]
 
 
-def encode(anchor_boxes, labels, num_classes):
+def encode(anchor_boxes, labels, num_classes, **target_settings):
     """multibox.targets on NumPy arrays: (1, A, 4) anchors, (B, N, 6) labels -> loc_target, mask, cls_target."""
     cls_preds = np.zeros((labels.shape[0], num_classes + 1, anchor_boxes.shape[1]), np.float32)
-    symbols = multibox.targets(mx.sym.Variable('anchors'), mx.sym.Variable('label'), mx.sym.Variable('cls'))
+    symbols = multibox.targets(mx.sym.Variable('anchors'), mx.sym.Variable('label'), mx.sym.Variable('cls'),
+                               **target_settings)
     return evaluate(mx.sym.Group(list(symbols)), anchors=anchor_boxes, label=labels, cls=cls_preds)
 
 
@@ -240,6 +241,20 @@ def test_targets_encode_offsets_divided_by_the_variances():
     np.testing.assert_allclose(loc_target[0], expected, rtol=1e-4)          # 1.0, 2.0, 2.027, 2.027
     np.testing.assert_array_equal(loc_mask[0], [1, 1, 1, 1])
     np.testing.assert_array_equal(cls_target[0], [3])                        # class 2 + background
+
+
+def test_anchor_overlap_threshold_decides_which_anchors_are_positives():
+    # one box (0.2, 0.2, 0.6, 0.6), area 0.16; anchors of the same width, cut at the bottom: IoU 1, 0.45, 0.3
+    anchors = np.array([[[0.2, 0.2, 0.6, 0.6], [0.2, 0.2, 0.6, 0.38], [0.2, 0.2, 0.6, 0.32]]], np.float32)
+    labels = np.array([[[1, 0.2, 0.2, 0.6, 0.6, 0]]], np.float32)
+    expected = {0.5: [2, 0, 0], 0.4: [2, 2, 0], 0.25: [2, 2, 2]}   # class 1 + background; 0: mined negative
+    for threshold, targets in expected.items():
+        np.testing.assert_array_equal(encode(anchors, labels, NUM_CLASSES, overlap_threshold=threshold)[2][0],
+                                      targets)
+    attrs = symbol_factory.get_symbol_train('mobilenet0.25', 128, NUM_CLASSES, overlap_threshold=0.4).attr_dict()
+    assert float(attrs['multibox_target']['overlap_threshold']) == 0.4
+    with pytest.raises(UserError, match='overlap_threshold'):
+        symbol_factory.get_symbol_train('mobilenet0.25', 128, NUM_CLASSES, overlap_threshold=0.0)
 
 
 def random_labels(rng, counts, num_classes, width=4):
