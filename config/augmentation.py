@@ -2,7 +2,9 @@
 
 ``ssd_train`` is the SSD paper's recipe: five random-crop samplers with minimum IoU .1/.3/.5/.7/.9 (the whole
 image is kept with probability 1/6), zoom-out padding up to 4x, colour jitter, mirror and a random
-interpolation method. ``val`` does nothing but resize.
+interpolation method. ``mirror`` resizes, mirrors half of the images and shuffles: for short runs from scratch,
+where the full recipe's hard crops and zoom-outs cost more epochs than there are. ``val`` does nothing but
+resize.
 """
 import copy
 
@@ -39,8 +41,16 @@ VAL = dict(
     round_batch=False,                              # every epoch reads every image once (True skips some)
 )
 
+MIRROR = dict(
+    rand_mirror_prob=0.5,                           # shapes (and most objects) look alike mirrored
+    inter_method=1,                                 # bilinear resize
+    shuffle=True,                                   # a new image order every epoch, as in ssd_train
+    shuffle_chunk_size=4,
+)
+
 PRESETS = {
     'ssd_train': SSD_TRAIN,
+    'mirror': MIRROR,
     'val': VAL,
 }
 

@@ -383,7 +383,9 @@ class DetRecordIter(mx.io.DataIter):
     path_imglist : str, optional
         A detection ``.lst`` whose labels replace those stored in the records (matched by record id).
     preset : str
-        Augmentation preset in config/augmentation.py (``'ssd_train'``, ``'val'``).
+        Augmentation preset in config/augmentation.py (``'ssd_train'``, ``'mirror'``, ``'val'``).
+    std_pixels : (3,) floats
+        RGB divisors applied after the mean is subtracted (1: none).
     **augmentation
         ``mx.io.ImageDetRecordIter`` parameters overriding the preset (e.g. ``rand_mirror_prob=0``,
         ``preprocess_threads=2``, ``seed=1``); decoding threads default to ``decode_threads()``.
@@ -395,7 +397,7 @@ class DetRecordIter(mx.io.DataIter):
     label_width : int
         Object rows per image in the labels.
     provide_data : [('data', (B, 3, H, W))]
-        float32, mean-subtracted, RGB.
+        float32, RGB, ``(pixel - mean_pixels) / std_pixels``.
     provide_label : [('label', (B, label_width, 6))]
         float32 ``[cls, xmin, ymin, xmax, ymax, difficult]``, normalized, -1 padded.
 
@@ -406,11 +408,14 @@ class DetRecordIter(mx.io.DataIter):
     """
 
     def __init__(self, path_imgrec, batch_size, data_shape, mean_pixels=DATA['mean_pixels'],
-                 label_pad_width=None, path_imglist='', preset='val', **augmentation):
+                 label_pad_width=None, path_imglist='', preset='val', std_pixels=DATA['std_pixels'],
+                 **augmentation):
         if int(batch_size) != batch_size or batch_size < 1:
             raise UserError('batch size %r must be a positive whole number' % (batch_size,))
         if len(mean_pixels) != 3:
             raise UserError('mean_pixels %r must be three numbers (R, G, B)' % (mean_pixels,))
+        if len(std_pixels) != 3 or min(std_pixels) <= 0:
+            raise UserError('std_pixels %r must be three positive numbers (R, G, B)' % (std_pixels,))
         super().__init__(int(batch_size))
         self.path_imgrec = path_imgrec
         self.data_shape = as_data_shape(data_shape)
@@ -428,7 +433,8 @@ class DetRecordIter(mx.io.DataIter):
         params.update(path_imgrec=path_imgrec, batch_size=self.batch_size, data_shape=self.data_shape,
                       label_pad_width=layout[0] + layout[1] * self.label_width,
                       label_pad_value=DATA['label_pad_value'],
-                      mean_r=mean_pixels[0], mean_g=mean_pixels[1], mean_b=mean_pixels[2])
+                      mean_r=mean_pixels[0], mean_g=mean_pixels[1], mean_b=mean_pixels[2],
+                      std_r=std_pixels[0], std_g=std_pixels[1], std_b=std_pixels[2])
         self._iter = self._create(params, labels)
         self.provide_data = [mx.io.DataDesc('data', (self.batch_size,) + self.data_shape)]
         self.provide_label = [mx.io.DataDesc('label', (self.batch_size, self.label_width, OBJECT_WIDTH))]

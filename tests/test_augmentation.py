@@ -10,6 +10,7 @@ import pytest
 
 from config.augmentation import SSD_TRAIN
 from config.defaults import DATA
+from config.errors import UserError
 from dataset.iterator import DetRecordIter
 from tests.test_iterator import write_rec
 
@@ -193,3 +194,28 @@ def test_crop_zooms_in_and_keeps_squares_under_their_boxes(squares):
             zoomed += area((x0, y0, x1, y1)) > 1.2 * area(before)
     assert zoomed >= len(samples) // 2
     assert assert_boxes_on_their_squares(samples) >= len(samples)
+
+
+def test_mirror_preset_mirrors_about_half_and_keeps_every_image(squares):
+    rec, originals = squares
+    samples = augmented(rec, 'mirror', num_epochs=4, seed=0)
+    assert sorted(record_id for _, _, record_id in samples) == sorted(list(range(12)) * 4)
+    mirrored = 0
+    for _, rows, record_id in samples:
+        flipped = originals[record_id].copy()
+        flipped[:, [1, 3]] = 1 - originals[record_id][:, [3, 1]]
+        same = np.allclose(rows, originals[record_id], atol=1e-6)
+        assert same or np.allclose(rows, flipped, atol=1e-6), record_id
+        mirrored += not same
+    assert 12 <= mirrored <= 36   # 48 draws at probability 0.5: mean 24, sd 3.5
+    assert assert_boxes_on_their_squares(samples) == sum(len(rows) for _, rows, _ in samples)
+
+
+def test_std_pixels_divide_after_the_mean(squares):
+    rec, _ = squares
+    std = np.array([2.0, 4.0, 8.0], np.float32)
+    plain = next(iter(DetRecordIter(rec, 4, SIDE, preset='val'))).data[0].asnumpy()
+    scaled = next(iter(DetRecordIter(rec, 4, SIDE, preset='val', std_pixels=tuple(std)))).data[0].asnumpy()
+    np.testing.assert_allclose(scaled * std.reshape(1, 3, 1, 1), plain, atol=1e-3)
+    with pytest.raises(UserError, match='std_pixels'):
+        DetRecordIter(rec, 4, SIDE, std_pixels=(1.0, 0.0, 1.0))
