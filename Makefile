@@ -10,6 +10,7 @@ NPROC := $(shell nproc 2>/dev/null || echo 2)
 DEMO_ROOT := DATA/VOCdevkit
 DEMO_DATA := data
 DEMO_OUT := output/demo
+DEMO_PREFIX := model/demo/ssd_demo
 
 .PHONY: venv demo demo-data test test-fast bench bench-quick clean
 
@@ -34,14 +35,17 @@ $(DEMO_DATA)/val.rec: $(DEMO_ROOT)/VOC2007/ImageSets/Main/test.txt
 
 demo-data: $(DEMO_DATA)/train.rec $(DEMO_DATA)/val.rec
 
-# The main job as far as the pipeline goes today: generate -> pack -> read back with augmentation ->
-# save preview pictures of augmented batches with their boxes drawn.
+# The main job: generate -> pack -> preview the batches training sees -> train a small MobileNet from
+# scratch with the measured recipe (config/recipes.py) -> mAP per epoch and the final per-class AP table.
 demo: demo-data
-	$(PY) tools/preview_batches.py --rec $(DEMO_DATA)/train.rec --preset ssd_train \
+	$(PY) tools/preview_batches.py --rec $(DEMO_DATA)/train.rec --preset mirror \
 		--out $(DEMO_OUT)/train_batches.png
 	$(PY) tools/preview_batches.py --rec $(DEMO_DATA)/val.rec --preset val \
 		--out $(DEMO_OUT)/val_batches.png
-	@echo "demo: pictures in $(DEMO_OUT)/"
+	$(PY) train.py --recipe demo --train-path $(DEMO_DATA)/train.rec --val-path $(DEMO_DATA)/val.rec \
+		--prefix $(DEMO_PREFIX) --log $(DEMO_OUT)/train.log
+	@echo "demo: batch pictures in $(DEMO_OUT)/, log $(DEMO_OUT)/train.log, checkpoints and" \
+		"training curves under $(DEMO_PREFIX)*"
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
@@ -56,4 +60,4 @@ bench-quick: $(STAMP)
 	$(PY) bench/bench_data.py --quick
 
 clean:
-	rm -rf $(DEMO_DATA) $(DEMO_ROOT) $(DEMO_OUT) .pytest_cache
+	rm -rf $(DEMO_DATA) $(DEMO_ROOT) $(DEMO_OUT) model/demo .pytest_cache

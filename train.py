@@ -1,9 +1,9 @@
 """Train an SSD detector from RecordIO files.
 
-Example (the synthetic demo set, a small MobileNet from scratch on the CPU)::
+Example (the synthetic demo set: a small MobileNet from scratch on the CPU, with the measured recipe of
+config/recipes.py; any flag given after it overrides the recipe's value)::
 
-    python train.py --train-path data/train.rec --val-path data/val.rec --network mobilenet0.25 \\
-        --data-shape 256 --pretrained '' --cpu --end-epoch 30 --lr-steps 20,25
+    python train.py --recipe demo --train-path data/train.rec --val-path data/val.rec
 
 Classes come from the ``.classes`` file next to the train ``.rec`` (written by tools/prepare_dataset.py).
 Checkpoints, ``<prefix>-config.json``, ``<prefix>.classes`` and ``<prefix>-best.json`` go under ``--prefix``
@@ -12,14 +12,27 @@ Checkpoints, ``<prefix>-config.json``, ``<prefix>.classes`` and ``<prefix>-best.
 import argparse
 
 from config.augmentation import PRESETS
-from config.cli import add_common_args, comma_ints, mean_pixels_from_args, prefix_from_args
+from config.cli import add_common_args, comma_ints, mean_pixels_from_args, prefix_from_args, std_pixels_from_args
 from config.defaults import TRAIN
+from config.recipes import RECIPES
 from config.errors import run_cli
 from config.runtime import configure_threads
 
 
 def parse_args(argv=None):
+    """Parse the flags; ``--recipe NAME`` first replaces the defaults by that recipe's values."""
+    parser = build_parser()
+    recipe = parser.parse_known_args(argv)[0].recipe
+    if recipe:
+        parser.set_defaults(**RECIPES[recipe])
+    return parser.parse_args(argv)
+
+
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--recipe', default='', choices=[''] + sorted(RECIPES),
+                        help='start from a measured configuration of config/recipes.py (flags given override it)')
+    parser.set_defaults(network_overrides=TRAIN['network_overrides'])   # set by recipes only
     data = parser.add_argument_group('training data')
     data.add_argument('--train-path', default=TRAIN['train_path'], help='training .rec')
     data.add_argument('--train-list', default=TRAIN['train_list'],
@@ -48,7 +61,7 @@ def parse_args(argv=None):
                       help='print weight/gradient statistics every N batches (0: off)')
     logs.add_argument('--pattern', default=TRAIN['pattern'], help='names the monitor prints (regex)')
     logs.add_argument('--val-interval', type=int, default=TRAIN['val_interval'], help='validate every N epochs')
-    return parser.parse_args(argv)
+    return parser
 
 
 def add_optimization_args(parser):
@@ -67,16 +80,22 @@ def add_optimization_args(parser):
     group.add_argument('--end-epoch', type=int, default=TRAIN['end_epoch'], help='last epoch')
     group.add_argument('--kv-store', default=TRAIN['kv_store'], help='MXNet kvstore (multi-device training)')
     group.add_argument('--seed', type=int, default=TRAIN['seed'], help='random seed (default: unseeded)')
+    group.add_argument('--background-prior', type=float, default=TRAIN['background_prior'],
+                       help='initial background probability of the class heads (0: biases start at 0)')
+    group.add_argument('--head-init-std', type=float, default=TRAIN['head_init_std'],
+                       help='sd of the normal initial weights of new prediction heads (0: Xavier like the rest)')
+    group.add_argument('--anchor-overlap', type=float, default=TRAIN['anchor_overlap'],
+                       help='IoU from which an anchor is trained as a positive (default: symbol/multibox.py, 0.5)')
 
 
 def train_net_kwargs(args):
     """The parsed flags as :func:`train.train_net.train_net` keyword arguments."""
     from config.cli import contexts_from_args
     kwargs = dict(vars(args))
-    for flag_only in ('gpus', 'cpu', 'mean_r', 'mean_g', 'mean_b'):
+    for flag_only in ('recipe', 'gpus', 'cpu', 'mean_r', 'mean_g', 'mean_b', 'std_r', 'std_g', 'std_b'):
         del kwargs[flag_only]
     kwargs.update(ctx=contexts_from_args(args), mean_pixels=mean_pixels_from_args(args),
-                  prefix=prefix_from_args(args))
+                  std_pixels=std_pixels_from_args(args), prefix=prefix_from_args(args))
     return kwargs
 
 

@@ -29,6 +29,8 @@ SYNTHETIC = dict(
     min_side=256,                              # shortest image side in pixels
     max_side=512,                              # longest image side in pixels
     max_objects=8,                             # objects per image: 1..max_objects
+    object_size=(0.10, 0.60),                  # object diameter range, fractions of the shorter image side
+    small_share=0.15,                          # share of objects drawn 0.05..0.10 of the shorter side instead
     seed=0,                                    # generator seed; equal seeds give equal files
     year='2007',                               # written as <root>/VOC<year>/, the folder the VOC parser reads
     quality=90,                                # JPEG quality of the generated images
@@ -75,4 +77,8 @@ TRAIN = dict(
     seed=None,                                 # seed of MXNet, NumPy and the shuffle; None: unseeded
     train_preset='ssd_train',                  # augmentation preset of the training iterator
     initializer=dict(rnd_type='gaussian', factor_type='out', magnitude=2),  # Xavier init of new weights
+    background_prior=0.75,                     # initial background probability: 3 mined negatives : 1 positive
+    head_init_std=0.01,                        # sd of new prediction-head weights (RetinaNet's); None: Xavier
+    anchor_overlap=None,                       # IoU from which an anchor is a positive; None: symbol/multibox.py
+    network_overrides=None,                    # settings replacing symbol_factory's (a recipe's layout); None: none
 )

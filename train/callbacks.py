@@ -9,7 +9,8 @@ puts them in this order:
 3. :class:`MonitorHook` (batch begin/end), only with ``--monitor``;
 4. :class:`Checkpointer` (epoch end) before :class:`Validator`, so a failing validation keeps the epoch;
 5. :class:`Validator`, then :class:`KeepBest`, which reads the validation result;
-6. :class:`History` (epoch end), last, so each epoch's record holds its validation values.
+6. :class:`History` (epoch end), so each epoch's record holds its validation values;
+7. :class:`CurvePlotter` (epoch end), last: it draws the history.
 """
 import json
 import logging
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from config.errors import UserError
 from tools.atomic import atomic_open, atomic_paths
+from train.curves import plot_training_curves
 from train.params import checkpoint_paths
 
 LOG = logging.getLogger('train')
@@ -51,7 +53,9 @@ class TrainState:
     lr_history : list of float
         Learning rate of every update, in order.
     history : list of dict
-        Per epoch: losses, validation values, seconds.
+        Per epoch: losses, mAP, seconds since ``started``.
+    started : float
+        ``time.time()`` when training began (the state was made).
     """
 
     def __init__(self, module, metric, num_batches, batch_size, last_checkpoint=None):
@@ -61,6 +65,7 @@ class TrainState:
         self.last_checkpoint = last_checkpoint
         self.validation = None
         self.lr_history, self.history = [], []
+        self.started = time.time()
 
     def losses(self):
         """``{name: running value}`` of the training metric this epoch."""
@@ -137,8 +142,9 @@ class BatchLogger:
 
     def epoch_end(self, state):
         seconds = time.time() - self.epoch_tic
-        LOG.info('Epoch[%d] Train %s (%.1f s, %.1f img/s)', state.epoch + 1, format_values(state.losses()),
-                 seconds, state.num_batches * state.batch_size / max(seconds, 1e-9))
+        LOG.info('Epoch[%d] Train %s (%.1f s, %.1f img/s over the whole epoch, %.0f s since the start)',
+                 state.epoch + 1, format_values(state.losses()), seconds,
+                 state.num_batches * state.batch_size / max(seconds, 1e-9), time.time() - state.started)
 
 
 class MonitorHook:
@@ -262,11 +268,23 @@ class History:
     """Keeps per-epoch losses and validation values in ``state.history`` (returned by train_net)."""
 
     def epoch_end(self, state):
-        record = {'epoch': state.epoch + 1}
+        record = {'epoch': state.epoch + 1, 'seconds': round(time.time() - state.started, 1)}
         record.update(state.losses())
         if state.validation is not None:
             record['mAP'] = state.validation['mAP']
         state.history.append(record)
+
+
+class CurvePlotter:
+    """Redraws ``<prefix>-curves.png`` (losses and validation mAP per epoch) after every epoch."""
+
+    def __init__(self, path, metric_name):
+        self.path, self.metric_name = path, metric_name
+
+    def epoch_end(self, state):
+        plot_training_curves(state.history, self.path, self.metric_name)
+        if state.epoch == 0:
+            LOG.info('training curves: %s (redrawn every epoch)', self.path)
 
 
 class TqdmLogHandler(logging.StreamHandler):

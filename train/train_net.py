@@ -11,6 +11,7 @@ Files written beside the checkpoints (``<prefix>`` exactly as given)::
     <prefix>-config.json     the run's effective configuration
     <prefix>.classes         class names, one per line, read by evaluate / demo / deploy
     <prefix>-best.json       the epoch with the best validation mAP
+    <prefix>-curves.png      losses and validation mAP per epoch, redrawn every epoch
 """
 import dataclasses
 import json
@@ -26,9 +27,11 @@ from config.errors import UserError
 from dataset.imdb import classes_path_for, read_class_names
 from dataset.iterator import DetRecordIter, shared_label_width
 from evaluate.eval_metric import MApMetric, VOC07MApMetric
+from evaluate.report import format_ap_table
 from symbol import common, multibox, symbol_factory
 from tools.atomic import atomic_open
 from train import callbacks, params, schedule
+from train.initializer import SSDInitializer
 from train.metric import MultiBoxMetric
 
 LOG = logging.getLogger('train')
@@ -49,6 +52,7 @@ class TrainOptions:
     data_shape: int = DATA['data_shape']
     batch_size: int = DATA['batch_size']
     mean_pixels: tuple = DATA['mean_pixels']
+    std_pixels: tuple = DATA['std_pixels']
     label_width: int = DATA['label_width']
     num_class: int = TRAIN['num_class']
     class_names: str = TRAIN['class_names']
@@ -81,6 +85,10 @@ class TrainOptions:
     kv_store: str = TRAIN['kv_store']
     seed: int = TRAIN['seed']
     train_preset: str = TRAIN['train_preset']
+    background_prior: float = TRAIN['background_prior']
+    head_init_std: float = TRAIN['head_init_std']
+    anchor_overlap: float = TRAIN['anchor_overlap']
+    network_overrides: dict = TRAIN['network_overrides']
 
 
 def check_options(opts):
@@ -89,7 +97,10 @@ def check_options(opts):
              ('--lr', opts.lr > 0), ('--lr-factor', 0 < opts.lr_factor <= 1), ('--wd', opts.wd >= 0),
              ('--warmup-epochs', opts.warmup_epochs >= 0), ('--val-interval', opts.val_interval >= 1),
              ('--frequent', opts.frequent >= 1), ('--monitor', opts.monitor >= 0),
-             ('--overlap', 0 < opts.overlap <= 1), ('--begin-epoch', opts.begin_epoch >= 0)]
+             ('--overlap', 0 < opts.overlap <= 1), ('--begin-epoch', opts.begin_epoch >= 0),
+             ('--background-prior', opts.background_prior is None or 0 <= opts.background_prior < 1),
+             ('--head-init-std', opts.head_init_std is None or opts.head_init_std >= 0),
+             ('--anchor-overlap', opts.anchor_overlap is None or 0 < opts.anchor_overlap <= 1)]
     for flag, ok in rules:
         if not ok:
             raise UserError('%s %s is out of range' % (flag, getattr(opts, flag[2:].replace('-', '_'))))
@@ -145,7 +156,7 @@ def build_iterators(opts):
     needed = shared_label_width(*label_files)
     label_width = needed if opts.label_width is None else opts.label_width
     common_args = dict(batch_size=opts.batch_size, data_shape=opts.data_shape, mean_pixels=opts.mean_pixels,
-                       label_pad_width=label_width)
+                       std_pixels=opts.std_pixels, label_pad_width=label_width)
     seed = {} if opts.seed is None else {'seed': opts.seed}
     train_iter = DetRecordIter(opts.train_path, path_imglist=opts.train_list, preset=opts.train_preset,
                                round_batch=False, **common_args, **seed)
@@ -161,10 +172,14 @@ def iterations_per_epoch(num_records, batch_size, train_path):
     return num_records // batch_size
 
 
-def nms_settings(opts):
-    """``nms_thresh`` / ``force_suppress`` for the graph: the options, or symbol/multibox.py's NMS."""
+def graph_settings(opts):
+    """Keyword arguments of ``symbol_factory.get_symbol_train`` beyond network, shape and classes: NMS and
+    anchor matching (the options, or symbol/multibox.py's defaults) and the recipe's network overrides."""
     return dict(nms_thresh=multibox.NMS['nms_thresh'] if opts.nms_thresh is None else opts.nms_thresh,
-                force_suppress=multibox.NMS['force_suppress'] if opts.force_nms is None else opts.force_nms)
+                force_suppress=multibox.NMS['force_suppress'] if opts.force_nms is None else opts.force_nms,
+                overlap_threshold=(multibox.OVERLAP_THRESHOLD if opts.anchor_overlap is None
+                                   else opts.anchor_overlap),
+                **(opts.network_overrides or {}))
 
 
 def starting_point(opts, prefix):
@@ -324,6 +339,7 @@ def build_hooks(opts, module, symbol, prefix, val_iter, resuming):
         best_path = prefix + '-best.json'
         hooks.append(callbacks.KeepBest(best_path, metric.name, read_json(best_path) if resuming else None))
     hooks.append(callbacks.History())
+    hooks.append(callbacks.CurvePlotter(prefix + '-curves.png', validation_metric(opts).name))
     return hooks
 
 
@@ -367,6 +383,17 @@ def run_epochs(state, train_iter, begin_epoch, end_epoch, hooks):
             state.lr_history.append(state.learning_rate())
             call_hooks(hooks, 'batch_end', state)
         call_hooks(hooks, 'epoch_end', state)
+
+
+def log_ap_table(state, best):
+    """The per-class AP of the last epoch and of the best one, as a table in the log."""
+    if not state.validation:
+        return
+    columns = {'epoch %d' % (state.epoch + 1): state.validation}
+    if best and best['epoch'] != state.epoch + 1:
+        columns['best (epoch %d)' % best['epoch']] = best['ap_per_class']
+    for line in format_ap_table(columns):
+        LOG.info(line)
 
 
 def setup_logging(log_path):
@@ -424,7 +451,7 @@ def start_module(opts, prefix, symbol, train_iter):
         The fixed parameters.
     """
     kind, epoch, begin_epoch = starting_point(opts, prefix)
-    settings = symbol_factory.get_config(opts.network, opts.data_shape)
+    settings = symbol_factory.get_config(opts.network, opts.data_shape, **(opts.network_overrides or {}))
     shapes = param_shapes(symbol, train_iter)
     arg_params, aux_params, report = initial_params(opts, kind, epoch, prefix, shapes, settings,
                                                     set(symbol.list_auxiliary_states()))
@@ -432,8 +459,8 @@ def start_module(opts, prefix, symbol, train_iter):
         LOG.info(line)
     fixed = freeze_names(opts.freeze, kind, symbol, set(arg_params), prefix)
     module = build_module(symbol, opts.ctx, train_iter, fixed)
-    module.init_params(mx.init.Xavier(**TRAIN['initializer']), arg_params=arg_params, aux_params=aux_params,
-                       allow_missing=True)
+    initializer = SSDInitializer(opts.num_class, opts.background_prior, opts.head_init_std, **TRAIN['initializer'])
+    module.init_params(initializer, arg_params=arg_params, aux_params=aux_params, allow_missing=True)
     return module, kind, begin_epoch, fixed
 
 
@@ -467,7 +494,7 @@ def run(opts, prefix):
     seed_everything(opts.seed)
     train_iter, val_iter, label_width = build_iterators(opts)
     iters = iterations_per_epoch(train_iter.num_records, opts.batch_size, opts.train_path)
-    symbol = symbol_factory.get_symbol_train(opts.network, opts.data_shape, opts.num_class, **nms_settings(opts))
+    symbol = symbol_factory.get_symbol_train(opts.network, opts.data_shape, opts.num_class, **graph_settings(opts))
     module, kind, begin_epoch, frozen = start_module(opts, prefix, symbol, train_iter)
     init_optimizer(module, opts, iters, begin_epoch, kind, prefix)
     write_run_files(opts, prefix, dict(label_width=label_width, num_train_records=train_iter.num_records,
@@ -482,5 +509,6 @@ def run(opts, prefix):
     hooks = build_hooks(opts, module, symbol, prefix, val_iter, kind == 'resume')
     fit(state, train_iter, begin_epoch, opts.end_epoch, hooks)
     best = next((hook.best for hook in hooks if isinstance(hook, callbacks.KeepBest)), None)
+    log_ap_table(state, best)
     return dict(prefix=prefix, history=state.history, best=best or None, lr_history=state.lr_history,
                 iterations_per_epoch=iters, label_width=label_width)
