@@ -43,7 +43,7 @@ demo: demo-data
 	$(PY) tools/preview_batches.py --rec $(DEMO_DATA)/val.rec --preset val \
 		--out $(DEMO_OUT)/val_batches.png
 	$(PY) train.py --recipe demo --train-path $(DEMO_DATA)/train.rec --val-path $(DEMO_DATA)/val.rec \
-		--prefix $(DEMO_PREFIX) --log $(DEMO_OUT)/train.log
+		--prefix $(DEMO_PREFIX) --log $(DEMO_OUT)/train.log --overwrite
 	@echo "demo: batch pictures in $(DEMO_OUT)/, log $(DEMO_OUT)/train.log, checkpoints and" \
 		"training curves under $(DEMO_PREFIX)*"
 

@@ -30,7 +30,7 @@ def parse_args(argv=None):
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--recipe', default='', choices=[''] + sorted(RECIPES),
+    parser.add_argument('--recipe', default=TRAIN['recipe'], choices=[''] + sorted(RECIPES),
                         help='start from a measured configuration of config/recipes.py (flags given override it)')
     parser.set_defaults(network_overrides=TRAIN['network_overrides'])   # set by recipes only
     data = parser.add_argument_group('training data')
@@ -51,6 +51,8 @@ def build_parser():
                        help='resume from this epoch of --prefix: weights, optimizer state, LR position')
     start.add_argument('--finetune', type=int, default=TRAIN['finetune'],
                        help='fine-tune from this epoch of --prefix (class heads reset when the classes change)')
+    start.add_argument('--overwrite', action='store_true', default=TRAIN['overwrite'],
+                       help='let this run replace checkpoints an earlier run saved under --prefix')
     start.add_argument('--freeze', default=TRAIN['freeze'],
                        help="regular expression of loaded parameters kept fixed ('' for none)")
     add_optimization_args(parser)
@@ -92,7 +94,7 @@ def train_net_kwargs(args):
     """The parsed flags as :func:`train.train_net.train_net` keyword arguments."""
     from config.cli import contexts_from_args
     kwargs = dict(vars(args))
-    for flag_only in ('recipe', 'gpus', 'cpu', 'mean_r', 'mean_g', 'mean_b', 'std_r', 'std_g', 'std_b'):
+    for flag_only in ('gpus', 'cpu', 'mean_r', 'mean_g', 'mean_b', 'std_r', 'std_g', 'std_b'):
         del kwargs[flag_only]
     kwargs.update(ctx=contexts_from_args(args), mean_pixels=mean_pixels_from_args(args),
                   std_pixels=std_pixels_from_args(args), prefix=prefix_from_args(args))

@@ -81,4 +81,6 @@ TRAIN = dict(
     head_init_std=0.01,                        # sd of new prediction-head weights (RetinaNet's); None: Xavier
     anchor_overlap=None,                       # IoU from which an anchor is a positive; None: symbol/multibox.py
     network_overrides=None,                    # settings replacing symbol_factory's (a recipe's layout); None: none
+    overwrite=False,                           # a new run may not replace checkpoints an earlier run left
+    recipe='',                                 # name of the config/recipes.py recipe the run started from
 )

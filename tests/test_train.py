@@ -307,3 +307,18 @@ def test_demo_recipe_from_scratch_loss_falls_and_map_rises(tmp_path):
     with open(prefix + '-best.json') as handle:
         assert json.load(handle)['epoch'] == best['epoch']
     assert os.path.isfile(prefix + '-curves.png') and os.path.isfile('%s-%04d.params' % (prefix, 16))
+
+
+def test_a_new_run_never_replaces_an_earlier_runs_checkpoints(data, base_checkpoint, tmp_path):
+    prefix = str(tmp_path / 'taken')
+    for suffix in ('-0001.params', '-0001.states', '-symbol.json'):
+        shutil.copy(base_checkpoint + suffix, prefix + suffix)
+    before = open(prefix + '-0001.params', 'rb').read()
+    with pytest.raises(UserError, match=r'already holds epochs 1 of an earlier run; continue it with --resume 1'):
+        tiny_run(data[0], prefix)
+    assert open(prefix + '-0001.params', 'rb').read() == before
+    tiny_run(data[0], prefix, resume=1, end_epoch=2)             # epochs after the resumed one are free
+    with pytest.raises(UserError, match='already holds epochs 2'):
+        tiny_run(data[0], prefix, resume=1, end_epoch=2)        # ... until a run has written them
+    tiny_run(data[0], prefix, overwrite=True)
+    assert open(prefix + '-0001.params', 'rb').read() != before

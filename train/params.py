@@ -13,6 +13,7 @@ Matching never fails silently: :class:`LoadReport` lists what was loaded, what k
 initialisation, what was skipped for a shape mismatch, and what in the file was not used.
 """
 import dataclasses
+import glob
 import inspect
 import logging
 import os
@@ -34,6 +35,13 @@ GLUONCV_MODEL_NAMES = {   # backbone -> GluonCV model name, from the backbone's 
 def checkpoint_paths(prefix, epoch):
     """``(symbol, params, states)`` paths of checkpoint ``epoch`` of ``prefix``."""
     return ('%s-symbol.json' % prefix, '%s-%04d.params' % (prefix, epoch), '%s-%04d.states' % (prefix, epoch))
+
+
+def available_epochs(prefix):
+    """Epoch numbers of the ``<prefix>-NNNN.params`` files that exist, ascending."""
+    pattern = re.compile(re.escape(os.path.basename(prefix)) + r'-(\d{4})\.params$')
+    found = (pattern.match(os.path.basename(path)) for path in glob.glob(glob.escape(prefix) + '-*.params'))
+    return sorted(int(match.group(1)) for match in found if match)
 
 
 def load_checkpoint_params(prefix, epoch, flag):

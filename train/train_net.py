@@ -22,6 +22,7 @@ import random
 import mxnet as mx
 import numpy as np
 
+from config.cli import default_prefix
 from config.defaults import CLASSES_SUFFIX, DATA, TRAIN
 from config.errors import UserError
 from dataset.imdb import classes_path_for, read_class_names
@@ -89,6 +90,8 @@ class TrainOptions:
     head_init_std: float = TRAIN['head_init_std']
     anchor_overlap: float = TRAIN['anchor_overlap']
     network_overrides: dict = TRAIN['network_overrides']
+    overwrite: bool = TRAIN['overwrite']
+    recipe: str = TRAIN['recipe']
 
 
 def check_options(opts):
@@ -429,12 +432,27 @@ def write_run_files(opts, prefix, derived):
         json.dump(config, handle, indent=2, default=list)
 
 
+def check_prefix_is_free(opts, prefix):
+    """UserError when this run would overwrite checkpoints of an earlier run under ``prefix``.
+
+    A run writes epochs ``begin_epoch + 1 .. end_epoch``; saved epochs in that range belong to another run
+    unless ``--overwrite`` says they may go.
+    """
+    begin_epoch = starting_point(opts, prefix)[2]
+    taken = [epoch for epoch in params.available_epochs(prefix) if begin_epoch < epoch <= opts.end_epoch]
+    if taken and not opts.overwrite:
+        raise UserError('--prefix %s already holds epochs %s of an earlier run; continue it with --resume %d, '
+                        'choose another --prefix, or pass --overwrite' % (prefix, ', '.join(map(str, taken)),
+                                                                          max(params.available_epochs(prefix))))
+
+
 def prepare(opts):
     """Checked options with classes and contexts resolved, and the checkpoint prefix."""
     check_options(opts)
     names = resolve_classes(opts.train_path, opts.num_class, opts.class_names)
     opts = dataclasses.replace(opts, class_names=names, num_class=len(names), ctx=list(opts.ctx or [mx.cpu()]))
-    prefix = opts.prefix or os.path.join('model', 'ssd_%s_%d' % (opts.network, opts.data_shape))
+    prefix = opts.prefix or default_prefix(opts.network, opts.data_shape)
+    check_prefix_is_free(opts, prefix)
     return opts, prefix
 
 
