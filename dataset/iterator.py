@@ -355,10 +355,13 @@ def unpack_raw_labels(raw, label_width):
     -------
     (B, label_width, 6) float32 array
         ``[cls, xmin, ymin, xmax, ymax, difficult]`` rows; difficult is 0 when the records have 5 columns.
+        Filler images of a padded batch (rows the C++ iterator left without a label header) get padding only.
     """
     out = np.full((raw.shape[0], label_width, OBJECT_WIDTH), DATA['label_pad_value'], dtype=np.float32)
     for image, row in enumerate(raw):
         length, header_width, object_width = int(row[3]), int(row[4]), int(row[5])
+        if length <= 0 or object_width <= 0:
+            continue
         objects = row[RAW_INFO_WIDTH + header_width:RAW_INFO_WIDTH + length].reshape(-1, object_width)
         out[image, :len(objects)] = to_six_columns(objects)
     return out

@@ -305,3 +305,14 @@ def test_preview_cli_reports_a_missing_rec_in_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count('\n') == 0 and 'none.rec does not exist' in result.stderr
     assert 'Traceback' not in result.stderr
+
+
+def test_a_file_smaller_than_one_batch_gives_one_padded_batch(tmp_path):
+    labels = [np.array([[1, 0.1, 0.2, 0.5, 0.6, 0]], np.float32), np.array([[2, 0.3, 0.3, 0.9, 0.8, 1]], np.float32)]
+    rec = write_rec(tmp_path / 'two.rec', labels)
+    iterator = DetRecordIter(rec, 5, 32, preset='val')
+    batches = list(iterator)
+    assert len(batches) == 1 and batches[0].pad == 3
+    label = batches[0].label[0].asnumpy()                      # (5, 1, 6)
+    np.testing.assert_allclose(label[:2, 0], np.concatenate(labels), atol=1e-6)
+    assert np.all(label[2:] == -1)                               # filler images: padding rows only

@@ -172,6 +172,7 @@ def save_checkpoint(module, symbol, prefix, epoch):
         The ``.params`` path.
     """
     symbol_path, params_path, states_path = checkpoint_paths(prefix, epoch)
+    mx.nd.waitall()   # the last batch's BatchNorm running-statistic updates may still be in flight
     arg_params, aux_params = module.get_params()
     arrays = {'arg:%s' % name: value for name, value in arg_params.items()}
     arrays.update({'aux:%s' % name: value for name, value in aux_params.items()})
