@@ -1,12 +1,78 @@
-"""evaluate.py: not implemented yet (tracked in issue 5); exits with a one-line message."""
-import sys
+"""Score a trained SSD checkpoint on a whole packed validation set: VOC07 and all-point AP, optionally COCO.
+
+Example (the checkpoint of ``train.py --prefix model/demo/ssd_demo`` after epoch 30)::
+
+    python evaluate.py --rec-path data/val.rec --prefix model/demo/ssd_demo --epoch 30 --cpu --coco-metric
+
+``--prefix`` is exactly the prefix train.py printed and saved under. The network, input size, classes and
+input scaling come from ``<prefix>-config.json`` and ``<prefix>.classes``; flags that contradict them are
+errors (checkpoints without those files need --network, --data-shape and --num-class or --class-names).
+Every image is scored unless --num-batch is given. Prints the per-class AP table (VOC07 11-point and
+all-point area), with --coco-metric COCO AP@[.5:.95], AP50 and AP75 (pycocotools), and the images/s; writes
+detections.json (COCO results format), summary.json and pr_<class>.png to --out (default
+``<prefix>-eval-<epoch>``). --deploy scores the graph deploy.py wrote
+(``<dir>/deploy_<name>-symbol.json`` and ``-<epoch>.params`` next to the prefix, or in --deploy-dir).
+"""
+import argparse
+
+from config.cli import add_checkpoint_args, add_device_args
+from config.defaults import DATA, TRAIN
+from config.errors import run_cli
+from config.runtime import configure_threads
 
 
-def main():
-    print('evaluate.py is not implemented yet (issue 5); the data pipeline is: '
-          'tools/synthetic_voc.py -> tools/prepare_dataset.py -> tools/preview_batches.py', file=sys.stderr)
-    return 2
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group('data')
+    data.add_argument('--rec-path', default=TRAIN['val_path'], help='validation .rec (its .idx next to it)')
+    data.add_argument('--batch-size', type=int, default=DATA['batch_size'], help='images per batch')
+    data.add_argument('--num-batch', type=int, default=None,
+                      help='score only the first N batches (default: every image of --rec-path)')
+    data.add_argument('--label-width', type=int, default=DATA['label_width'],
+                      help='object rows per image in the labels (default: the most in one image of the .rec)')
+    for kind, what in (('mean', 'mean subtracted'), ('std', 'divisor after the mean')):
+        for channel in 'rgb':
+            data.add_argument('--%s-%s' % (kind, channel), type=float, default=None,
+                              help='%s %s (default: the value the checkpoint was trained with)' % (channel, what))
+    model = add_checkpoint_args(parser, epoch_help='checkpoint epoch to score')
+    model.add_argument('--deploy', action='store_true',
+                       help='score the deploy graph written by deploy.py instead of rebuilding it')
+    model.add_argument('--deploy-dir', default=None,
+                       help='folder of the deploy_<name> files (default: the folder of --prefix)')
+    add_device_args(parser)
+    scoring = parser.add_argument_group('scoring and outputs')
+    scoring.add_argument('--overlap', type=float, default=TRAIN['overlap'],
+                         help='IoU at which a detection matches a ground-truth box (VOC APs)')
+    scoring.add_argument('--use-difficult', action='store_true', default=TRAIN['use_difficult'],
+                         help='score difficult objects as ordinary ones')
+    scoring.add_argument('--coco-metric', action='store_true',
+                         help='also COCO AP@[.5:.95], AP50, AP75 through pycocotools')
+    scoring.add_argument('--out', default=None, help='output folder (default: <prefix>-eval-<epoch>)')
+    scoring.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return parser
+
+
+def evaluate_kwargs(args):
+    """The parsed flags as :func:`evaluate.evaluate_net.evaluate_net` keyword arguments."""
+    from config.cli import contexts_from_args
+    kwargs = dict(vars(args))
+    channels = {kind: tuple(kwargs.pop('%s_%s' % (kind, channel)) for channel in 'rgb') for kind in ('mean', 'std')}
+    for flag_only in ('gpus', 'cpu', 'out', 'no_progress'):
+        del kwargs[flag_only]
+    kwargs.update(ctx=contexts_from_args(args), out_dir=args.out, progress=not args.no_progress,
+                  mean_pixels=channels['mean'], std_pixels=channels['std'], force_suppress=kwargs.pop('force_nms'))
+    return kwargs
+
+
+def main(args):
+    configure_threads()
+    from evaluate.evaluate_net import evaluate_net  # MXNet is imported only after the thread count is set
+    return evaluate_net(**evaluate_kwargs(args))
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main, parse_args())

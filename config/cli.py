@@ -48,6 +48,30 @@ def add_model_args(parser):
     return group
 
 
+def add_checkpoint_args(parser, required=True, epoch_help='checkpoint epoch'):
+    """The flags of scripts that load a trained model (evaluate.py, demo.py, deploy.py).
+
+    ``--prefix`` / ``--epoch`` (required unless ``required`` is False), and ``--network``, ``--data-shape``,
+    ``--num-class``, ``--class-names``, ``--nms``, ``--force`` defaulting to None: the checkpoint's
+    ``<prefix>-config.json`` and ``<prefix>.classes`` give them (see evaluate/model.py), so they are needed
+    only for checkpoints without those files, and contradicting values are errors there.
+    """
+    group = parser.add_argument_group('trained model (default: as in <prefix>-config.json and <prefix>.classes)')
+    group.add_argument('--prefix', required=required, default=None,
+                       help='checkpoint prefix exactly as train.py saved under (nothing is appended)')
+    group.add_argument('--epoch', type=int, required=required, default=None, help=epoch_help)
+    group.add_argument('--network', default=None, help='network name; needed without a -config.json')
+    group.add_argument('--data-shape', type=int, default=None, help='square input side (default: the training one)')
+    group.add_argument('--num-class', type=int, default=None, help="object classes; must match the checkpoint's")
+    group.add_argument('--class-names', default=None,
+                       help='class names: a file with one per line or a comma-separated list')
+    group.add_argument('--nms', type=float, default=None, dest='nms_thresh',
+                       help='non-maximum suppression IoU threshold (default: the training one)')
+    group.add_argument('--force', '--force-nms', action=argparse.BooleanOptionalAction, default=None,
+                       dest='force_nms', help='suppress overlapping detections across classes too')
+    return group
+
+
 def add_device_args(parser):
     """``--gpus`` and ``--cpu``."""
     group = parser.add_argument_group('devices')

@@ -84,3 +84,35 @@ TRAIN = dict(
     overwrite=False,                           # a new run may not replace checkpoints an earlier run left
     recipe='',                                 # name of the config/recipes.py recipe the run started from
 )
+
+DETECT = dict(                                 # demo.py: detections drawn onto images
+    out='output/demo_detections',              # folder of the drawn pictures and detections.json
+    thresh=0.5,                                # lowest score drawn and listed
+    batch_size=8,                              # images per forward pass (fewer when there are fewer)
+    max_frames=100,                            # --camera stops after this many frames
+    save_every=10,                             # --camera without a display saves every N-th frame
+)
+
+EVALUATE = dict(                               # evaluate.py
+    coco_canvas=1000,                          # pixels: normalized boxes x this give COCO boxes (IoU is scale-free)
+    coco_max_detections=100,                   # per image and class: COCOeval's largest maxDets
+)
+
+DEPLOY = dict(                                 # deploy.py
+    file_tag='deploy_',                        # deploy files: <dir of prefix>/deploy_<basename of prefix>...
+    onnx_pin='onnx==1.14.1',                   # MXNet 1.9.1's exporter uses onnx.mapping (gone in onnx 1.19)
+    onnx_batch=1,                              # the ONNX graph's fixed batch size
+)
+
+BENCHMARK = dict(                              # benchmark_score.py
+    batch_sizes=(1, 8, 32),                    # single image, small and large batches
+    num_class=20,                              # classes of a randomly initialised network (PASCAL VOC's)
+    num_batches=20,                            # timed batches per batch size; the median is reported
+    warmup_batches=3,                          # untimed batches first (allocation, MKLDNN primitive creation)
+)
+
+QUANTIZE = dict(                               # quantization.py
+    num_calib_batches=5,                       # calibration batches (MXNet's SSD example's value)
+    calib_mode='naive',                        # min/max ranges; 'entropy' was slower and no closer here
+    quantized_dtype='auto',                    # int8 for signed tensors, uint8 after ReLU
+)

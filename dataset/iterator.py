@@ -341,7 +341,7 @@ def temporary_label_list(labels):
         os.remove(path)
 
 
-def unpack_raw_labels(raw, label_width):
+def unpack_raw_labels(raw, label_width, pad=0):
     """The C++ iterator's raw label rows -> object rows, -1 padded.
 
     Parameters
@@ -350,18 +350,19 @@ def unpack_raw_labels(raw, label_width):
         ``[channels, rows, cols, L, header_width, object_width, (extras), objects..., pad...]``.
     label_width : int
         Object rows per image in the output.
+    pad : int
+        Filler images at the end of the batch: their rows hold whatever the C++ output buffer held before
+        (nothing readable in a first batch, stale labels later) and are left as padding.
 
     Returns
     -------
     (B, label_width, 6) float32 array
         ``[cls, xmin, ymin, xmax, ymax, difficult]`` rows; difficult is 0 when the records have 5 columns.
-        Filler images of a padded batch (rows the C++ iterator left without a label header) get padding only.
+        Filler images get padding rows only.
     """
     out = np.full((raw.shape[0], label_width, OBJECT_WIDTH), DATA['label_pad_value'], dtype=np.float32)
-    for image, row in enumerate(raw):
+    for image, row in enumerate(raw[:raw.shape[0] - pad]):
         length, header_width, object_width = int(row[3]), int(row[4]), int(row[5])
-        if length <= 0 or object_width <= 0:
-            continue
         objects = row[RAW_INFO_WIDTH + header_width:RAW_INFO_WIDTH + length].reshape(-1, object_width)
         out[image, :len(objects)] = to_six_columns(objects)
     return out
@@ -491,7 +492,7 @@ class DetRecordIter(mx.io.DataIter):
             batch = self._iter.next()
         except mx.base.MXNetError as err:
             raise self._reading_error(err) from None
-        labels = unpack_raw_labels(batch.label[0].asnumpy(), self.label_width)
+        labels = unpack_raw_labels(batch.label[0].asnumpy(), self.label_width, batch.pad)
         return mx.io.DataBatch(data=[batch.data[0]], label=[mx.nd.array(labels)], pad=batch.pad,
                                index=batch.index, provide_data=self.provide_data,
                                provide_label=self.provide_label)

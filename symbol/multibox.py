@@ -34,6 +34,8 @@ CLS_PROB = 'cls_prob'                 # (B, 1 + num_classes, num_anchors) softma
 LOC_LOSS = 'loc_loss'                 # (B, num_anchors * 4) smooth-L1 localization loss per coordinate
 CLS_LABEL = 'cls_label'               # (B, num_anchors) class target per anchor: 0 background, -1 ignored
 DETECTION = 'detection'               # (B, num_anchors, 6) [cls, score, xmin, ymin, xmax, ymax], -1 rows
+LOC_PREDS = 'loc_preds'               # (B, A * 4) box offsets of the body graph deploy.py --onnx exports
+ANCHORS = 'anchors'                   # (1, A, 4) anchors [xmin, ymin, xmax, ymax] of that body graph
 TRAIN_OUTPUTS = (CLS_PROB, LOC_LOSS, CLS_LABEL, DETECTION)   # outputs of the train graph, in order
 DEPLOY_OUTPUTS = (DETECTION,)                                # outputs of the deploy graph
 

@@ -1,10 +1,8 @@
 """train.py and train/train_net.py: flag wiring, resume exactness, finetune, freeze, pretrained loading (MXNet
 checkpoint and GluonCV file), NaN stop, and a short training whose loss falls and whose mAP rises."""
 import argparse
-import importlib.util
 import json
 import os
-import pathlib
 import shutil
 
 import cv2
@@ -21,17 +19,9 @@ from train import train_net as train_net_module
 from train.callbacks import TrainingDiverged
 from train.params import load_checkpoint_params
 from train.train_net import train_net
+from tests.scripts import load_script
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 NETWORK, SHAPE, BATCH = 'mobilenet0.25', 64, 8
-
-
-def load_train_script():
-    """train.py as a module (the name ``train`` belongs to the package)."""
-    spec = importlib.util.spec_from_file_location('train_script', ROOT / 'train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_dataset(root, num_trainval, num_test, classes='circle,square,triangle,star,cross,ring', side=(64, 96),
@@ -92,7 +82,7 @@ def changed_value(action):
 
 
 def test_every_flag_reaches_train_net(monkeypatch):
-    script = load_train_script()
+    script = load_script('train.py')
     captured = []
     monkeypatch.setattr(train_net_module, 'train_net', lambda **kwargs: captured.append(kwargs))
     monkeypatch.setattr(cli, 'cuda_available', lambda: True)
@@ -123,7 +113,7 @@ def test_every_flag_reaches_train_net(monkeypatch):
 
 
 def test_recipes_set_only_train_flags_and_flags_given_still_win():
-    script = load_train_script()
+    script = load_script('train.py')
     dests = {action.dest for action in script.build_parser()._actions}
     for name, recipe in RECIPES.items():
         assert set(recipe) - dests <= {'network_overrides'}, name
@@ -154,7 +144,7 @@ def test_network_overrides_std_and_anchor_overlap_reach_the_graph_and_the_config
 
 
 def test_gpus_on_a_cpu_build_is_one_line_naming_the_cuda_package(monkeypatch, capsys):
-    script = load_train_script()
+    script = load_script('train.py')
     monkeypatch.setattr(cli, 'cuda_available', lambda: False)
     with pytest.raises(SystemExit) as stop:
         run_cli(script.main, script.parse_args(['--gpus', '0']))
@@ -256,7 +246,7 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(data, base_checkpoi
     for suffix in ('-0001.params', '-0001.states', '-symbol.json'):
         shutil.copy(base_checkpoint + suffix, prefix + suffix)
     untouched = open(prefix + '-0001.params', 'rb').read()
-    script = load_train_script()
+    script = load_script('train.py')
     args = script.parse_args(['--cpu', '--train-path', data[0], '--val-path', '', '--network', NETWORK,
                               '--data-shape', str(SHAPE), '--batch-size', str(BATCH), '--prefix', prefix,
                               '--resume', '1', '--end-epoch', '3', '--lr', '1e30', '--log', '',
@@ -295,7 +285,7 @@ def test_demo_recipe_from_scratch_loss_falls_and_map_rises(tmp_path):
     train_path, val_path = make_dataset(tmp_path, 400, 100, classes='circle,square,triangle', side=(96, 128),
                                         extra=('--object-size', '0.25,0.6', '--small-share', '0'))
     prefix = str(tmp_path / 'model' / 'demo')
-    script = load_train_script()
+    script = load_script('train.py')
     result = script.main(script.parse_args([
         '--recipe', 'demo', '--train-path', train_path, '--val-path', val_path, '--prefix', prefix,
         '--data-shape', '128', '--end-epoch', '16', '--lr-steps', '12', '--frequent', '1000']))

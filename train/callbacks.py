@@ -24,7 +24,7 @@ from tqdm import tqdm
 from config.errors import UserError
 from tools.atomic import atomic_open, atomic_paths
 from train.curves import plot_training_curves
-from train.params import checkpoint_paths
+from train.params import checkpoint_paths, save_params
 
 LOG = logging.getLogger('train')
 
@@ -174,12 +174,10 @@ def save_checkpoint(module, symbol, prefix, epoch):
     symbol_path, params_path, states_path = checkpoint_paths(prefix, epoch)
     mx.nd.waitall()   # the last batch's BatchNorm running-statistic updates may still be in flight
     arg_params, aux_params = module.get_params()
-    arrays = {'arg:%s' % name: value for name, value in arg_params.items()}
-    arrays.update({'aux:%s' % name: value for name, value in aux_params.items()})
     with atomic_paths(symbol_path, states_path, params_path) as (symbol_tmp, states_tmp, params_tmp):
         symbol.save(symbol_tmp)
         module.save_optimizer_states(states_tmp)
-        mx.nd.save(params_tmp, arrays)
+        save_params(params_tmp, arg_params, aux_params)
     return params_path
 
 

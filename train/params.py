@@ -44,6 +44,13 @@ def available_epochs(prefix):
     return sorted(int(match.group(1)) for match in found if match)
 
 
+def save_params(path, arg_params, aux_params):
+    """``mx.nd.save`` with the ``arg:`` / ``aux:`` keys that Module, SymbolBlock and the loaders here read."""
+    arrays = {'arg:' + name: value for name, value in arg_params.items()}
+    arrays.update({'aux:' + name: value for name, value in aux_params.items()})
+    mx.nd.save(path, arrays)
+
+
 def load_checkpoint_params(prefix, epoch, flag):
     """``(arg_params, aux_params)`` of ``<prefix>-<epoch>.params``; ``flag`` names the option in errors."""
     path = checkpoint_paths(prefix, epoch)[1]
