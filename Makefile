@@ -36,7 +36,8 @@ $(DEMO_DATA)/val.rec: $(DEMO_ROOT)/VOC2007/ImageSets/Main/test.txt
 demo-data: $(DEMO_DATA)/train.rec $(DEMO_DATA)/val.rec
 
 # The main job: generate -> pack -> preview the batches training sees -> train a small MobileNet from
-# scratch with the measured recipe (config/recipes.py) -> mAP per epoch and the final per-class AP table.
+# scratch with the measured recipe (config/recipes.py) -> mAP per epoch and the final per-class AP table ->
+# detections of the best epoch drawn on six test images.
 demo: demo-data
 	$(PY) tools/preview_batches.py --rec $(DEMO_DATA)/train.rec --preset mirror \
 		--out $(DEMO_OUT)/train_batches.png
@@ -44,8 +45,10 @@ demo: demo-data
 		--out $(DEMO_OUT)/val_batches.png
 	$(PY) train.py --recipe demo --train-path $(DEMO_DATA)/train.rec --val-path $(DEMO_DATA)/val.rec \
 		--prefix $(DEMO_PREFIX) --log $(DEMO_OUT)/train.log --overwrite
-	@echo "demo: batch pictures in $(DEMO_OUT)/, log $(DEMO_OUT)/train.log, checkpoints and" \
-		"training curves under $(DEMO_PREFIX)*"
+	$(PY) demo.py --prefix $(DEMO_PREFIX) --cpu --out $(DEMO_OUT)/detections --images \
+		$$(head -n 6 $(DEMO_ROOT)/VOC2007/ImageSets/Main/test.txt | sed 's|.*|$(DEMO_ROOT)/VOC2007/JPEGImages/&.jpg|' | paste -sd, -)
+	@echo "demo: batch pictures in $(DEMO_OUT)/, detections drawn in $(DEMO_OUT)/detections/, log" \
+		"$(DEMO_OUT)/train.log, checkpoints and training curves under $(DEMO_PREFIX)*"
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -179,13 +179,31 @@ def test_onnx_without_the_package_is_one_line_and_writes_nothing(trained, tmp_pa
     assert len(os.listdir(tmp_path)) == 3
 
 
-def test_onnx_export_when_the_package_is_installed(trained, tmp_path):
+def test_onnx_body_run_by_onnx_equals_the_mxnet_body(trained, images, tmp_path):
+    """The exported body, run by onnx's own reference evaluator, gives MXNet's cls_prob and loc_preds; the
+    anchors file holds MultiBoxPrior's anchors (decoding them is tested against MultiBoxDetection above)."""
     onnx = pytest.importorskip('onnx')
+    from onnx.reference import ReferenceEvaluator
     copy = copy_checkpoint(trained[0], tmp_path)
     paths = run_deploy('--prefix', copy, '--epoch', '1', '--onnx')
-    onnx.checker.check_model(onnx.load(paths.onnx))
-    anchors = np.load(paths.anchors)
-    assert anchors.shape == (1, mx.sym.load(paths.symbol).infer_shape(data=(1, 3, SIDE, SIDE))[1][0][1], 4)
+    graph = onnx.load(paths.onnx)
+    onnx.checker.check_model(graph)
+    image = images[:1].asnumpy()                                             # (1, 3, SIDE, SIDE)
+    theirs = dict(zip([output.name for output in graph.graph.output],
+                      ReferenceEvaluator(graph).run(None, {graph.graph.input[0].name: image})))
+    model = load_model(copy, 1)
+    body = deploy_net.model_body_symbol(model, with_anchors=True)
+    arg_params, aux_params = deploy_net.params_for(body, model.arg_params, model.aux_params)
+    executor = body.simple_bind(mx.cpu(), data=image.shape, grad_req='null')
+    executor.copy_params_from(arg_params, aux_params)
+    ours = dict(zip(body.list_outputs(), (out.asnumpy() for out in executor.forward(data=mx.nd.array(image)))))
+    for name in (multibox.CLS_PROB, multibox.LOC_PREDS):
+        onnx_value = next(value for key, value in theirs.items() if key.startswith(name))
+        mxnet_value = next(value for key, value in ours.items() if key.startswith(name))
+        assert onnx_value.shape == mxnet_value.shape, name
+        np.testing.assert_allclose(onnx_value, mxnet_value, atol=1e-4, err_msg=name)
+    anchors = next(value for key, value in ours.items() if key.startswith(multibox.ANCHORS))
+    np.testing.assert_allclose(np.load(paths.anchors), anchors, atol=1e-6)
 
 
 def test_another_data_shape_and_reloading_the_deploy_checkpoint(trained, tmp_path, capsys):
