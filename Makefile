@@ -57,10 +57,10 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)
-	$(PY) bench/bench_data.py
+	$(PY) bench/run.py
 
 bench-quick: $(STAMP)
-	$(PY) bench/bench_data.py --quick
+	$(PY) bench/run.py --quick
 
 clean:
 	rm -rf $(DEMO_DATA) $(DEMO_ROOT) $(DEMO_OUT) model/demo .pytest_cache

@@ -1,0 +1,128 @@
+"""Run the benchmarks, print one table, write ``bench/results.json`` and ``bench/RESULTS.md``.
+
+Parts, each a script run as its own process (so that each starts with a fresh MXNet and its own thread pool)
+that prints its own table and writes ``<parts dir>/<part>_results.json``:
+
+- ``data``: bench/bench_data.py (packing and loading vs mxnet's im2rec, cat and gluoncv's DataLoader);
+- ``metric``: bench/bench_metric.py (VOC mAP vs gluoncv's metrics, values side by side);
+- ``inference``: bench/bench_inference.py (deploy graph INT8 vs FP32 images/s at batch 1 and 8);
+- ``train_step``: bench/bench_train_step.py (training step vs gluoncv), when that script exists.
+
+Their rows are merged (each tagged with its part) into ``results.json`` with the machine description (CPU and
+its AVX512_BF16 / VNNI flags, cores, load average, thread settings, MXNet build features, date) and rendered
+into ``RESULTS.md``; both files are written together, complete or not at all. A part that fails is named in
+both and the exit status is 1.
+
+Usage: ``python bench/run.py [--quick] [--only metric,inference]``.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from config.errors import UserError, run_cli
+from config.runtime import configure_threads
+from tools.atomic import atomic_paths
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH_DIR)
+PARTS = {                                   # part name: script, in the order they run
+    'data': 'bench_data.py',
+    'metric': 'bench_metric.py',
+    'inference': 'bench_inference.py',
+    'train_step': 'bench_train_step.py',
+}
+OPTIONAL_PARTS = ('train_step',)            # skipped, not failed, while their script does not exist
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--quick', action='store_true', help='every part at its small size (a few minutes)')
+    parser.add_argument('--only', default=','.join(PARTS),
+                        help='comma-separated parts to run, of %s (default: all)' % ', '.join(PARTS))
+    parser.add_argument('--parts-dir', default=BENCH_DIR, help='where each part writes <part>_results.json')
+    parser.add_argument('--results', default=os.path.join(BENCH_DIR, 'results.json'), help='merged rows (JSON)')
+    parser.add_argument('--markdown', default=os.path.join(BENCH_DIR, 'RESULTS.md'), help='the rendered report')
+    return parser.parse_args(argv)
+
+
+def selected_parts(only):
+    """The part names in ``--only``, in running order; a UserError names an unknown one."""
+    wanted = [name.strip() for name in only.split(',') if name.strip()]
+    unknown = [name for name in wanted if name not in PARTS]
+    if unknown or not wanted:
+        raise UserError('--only %r: choose among %s (comma-separated)' % (only, ', '.join(PARTS)))
+    return [name for name in PARTS if name in wanted]
+
+
+def part_output(parts_dir, part):
+    return os.path.join(parts_dir, '%s_results.json' % part)
+
+
+def run_part(part, quick, parts_dir):
+    """Run one part's script; its output goes straight to the console.
+
+    Returns
+    -------
+    rows : list of dict or None
+        The part's rows, each tagged with ``part``; None when it failed or was skipped.
+    problem : str or None
+        Why there are no rows.
+    """
+    script = os.path.join(BENCH_DIR, PARTS[part])
+    if not os.path.isfile(script):
+        return None, 'skipped: %s does not exist' % os.path.relpath(script, REPO)
+    out = part_output(parts_dir, part)
+    command = [sys.executable, script, '--out', out] + (['--quick'] if quick else [])
+    print('== %s: %s' % (part, ' '.join(command[1:])), flush=True)
+    started = time.time()
+    status = subprocess.call(command, cwd=REPO)
+    if status != 0:
+        return None, 'failed: %s exited with status %d (its output is above)' % (PARTS[part], status)
+    if not os.path.isfile(out) or os.path.getmtime(out) < started - 1:
+        return None, 'failed: %s exited normally but did not write %s' % (PARTS[part], out)
+    with open(out) as handle:
+        rows = json.load(handle).get('rows', [])
+    return [dict(row, part=part) for row in rows], None
+
+
+def write_results(results_path, markdown_path, result, markdown):
+    """Both files or neither (tools/atomic)."""
+    with atomic_paths(results_path, markdown_path) as (results_temp, markdown_temp):
+        with open(results_temp, 'w') as handle:
+            json.dump(result, handle, indent=2)
+        with open(markdown_temp, 'w') as handle:
+            handle.write('\n'.join(markdown) + '\n')
+
+
+def main(args):
+    parts = selected_parts(args.only)
+    from report import machine_description, markdown_lines, table_lines   # bench/ is this script's folder
+
+    load_start = [round(value, 2) for value in os.getloadavg()]
+    rows, failures, skipped = [], [], []
+    for part in parts:
+        part_rows, problem = run_part(part, args.quick, args.parts_dir)
+        if part_rows is not None:
+            rows += part_rows
+        elif problem.startswith('skipped') and part in OPTIONAL_PARTS:
+            skipped.append((part, problem))
+        else:
+            failures.append((part, problem))
+    machine = dict(machine_description(), load_average_start=load_start)
+    result = dict(machine=machine, quick=args.quick, parts=parts, skipped=skipped, failures=failures, rows=rows)
+    write_results(args.results, args.markdown, result, markdown_lines(rows, machine, args.quick, failures))
+    print('\n'.join(table_lines(rows)))
+    for part, problem in skipped + failures:
+        print('%s: %s' % (part, problem))
+    print('wrote %s and %s' % (args.results, args.markdown))
+    if failures:
+        sys.exit(1)
+    return result
+
+
+if __name__ == '__main__':
+    configure_threads()
+    run_cli(main, parse_args())

@@ -1,0 +1,177 @@
+"""bench/: the quick metric and inference parts run through bench/run.py and write valid results; the report
+renders hand-made rows into exact lines; the metric benchmark's data and equality check by hand.
+
+No timing is asserted: figures only have to be positive and the ratios consistent with them.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bench import bench_metric, report
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROW_KEYS = {'name', 'part', 'ours', 'peer', 'peer_name', 'unit', 'ratio', 'target', 'met'}
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable] + list(args), cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope='module')
+def quick_run(tmp_path_factory):
+    """``bench/run.py --quick --only metric,inference`` into a temporary folder (about 15 s on 2 cores)."""
+    folder = tmp_path_factory.mktemp('bench')
+    result = run_script('bench/run.py', '--quick', '--only', 'inference,metric', '--parts-dir', str(folder),
+                        '--results', str(folder / 'results.json'), '--markdown', str(folder / 'RESULTS.md'))
+    assert result.returncode == 0, result.stdout[-3000:]
+    with open(folder / 'results.json') as handle:
+        results = json.load(handle)
+    return folder, results, result.stdout
+
+
+def test_quick_run_writes_valid_rows(quick_run):
+    folder, results, _ = quick_run
+    assert results['quick'] is True and results['parts'] == ['metric', 'inference']     # running order
+    assert results['failures'] == [] and sorted(os.listdir(folder)) == [
+        'RESULTS.md', 'inference_results.json', 'metric_results.json', 'results.json']   # no temporary left
+    rows = results['rows']
+    assert [row['part'] for row in rows] == ['metric', 'metric', 'inference', 'inference']
+    for row in rows:
+        assert ROW_KEYS <= set(row), row
+        assert row['ours'] > 0 and row['peer'] > 0, row
+    metric_rows, inference_rows = rows[:2], rows[2:]
+    for row in metric_rows:                     # seconds: the ratio is the peer's time over ours
+        assert row['unit'] == 's' and row['target'] == 5.0
+        assert row['ratio'] == pytest.approx(row['peer'] / row['ours'], rel=2e-3)
+        assert row['values_equal'] is True and row['max_difference'] <= 1e-6
+        assert abs(row['ours_value'] - row['peer_value']) <= 1e-6 and 0 < row['ours_value'] < 1
+        assert row['met'] == (row['ratio'] >= 5.0)
+    assert [row['batch_size'] for row in inference_rows] == [1, 8]
+    for row in inference_rows:                  # images/s: INT8 over FP32
+        assert row['unit'] == 'img/s' and row['peer_name'] == 'FP32 deploy graph'
+        assert row['ratio'] == pytest.approx(row['ours'] / row['peer'], rel=2e-3)
+        assert 0 <= row['detections_per_image'] <= 400 and row['weights'] == 'random (seed 0)'
+    machine = results['machine']
+    assert machine['cores'] >= 1 and machine['mxnet'] == '1.9.1' and 'MKLDNN' in machine['mxnet_features']
+    assert set(machine['cpu_flags']) == set(report.CPU_FLAGS) and machine['threads']['OMP_NUM_THREADS']
+
+
+def test_quick_run_renders_markdown_and_table(quick_run):
+    folder, results, stdout = quick_run
+    markdown = (folder / 'RESULTS.md').read_text().splitlines()
+    assert markdown == report.markdown_lines(results['rows'], results['machine'], True)
+    for row in results['rows']:
+        assert sum(line.startswith('| %s | %s | ' % (row['part'], row['name'])) for line in markdown) == 1
+        assert row['name'] in stdout
+    assert 'VOC07 11-point mAP 300x100 (s)' in stdout            # the quick size, 300 images
+
+
+def test_run_rejects_unknown_part(tmp_path):
+    result = run_script('bench/run.py', '--only', 'metric,speed', '--results', str(tmp_path / 'r.json'))
+    assert result.returncode == 2
+    assert result.stdout.strip() == ("error: --only 'metric,speed': choose among data, metric, inference, "
+                                     "train_step (comma-separated)")
+    assert os.listdir(tmp_path) == []
+
+
+def test_markdown_from_hand_made_rows():
+    rows = [
+        dict(part='metric', name='VOC07 mAP 4x2 (s)', unit='s', ours=0.25, peer=2.0, peer_name='gluoncv VOC07',
+             ratio=8.0, target=5.0, met=True, ours_value=0.5, peer_value=0.5, max_difference=0.0),
+        dict(part='inference', name='deploy batch 1 (img/s)', unit='img/s', ours=1234.5, peer=617.25,
+             peer_name='FP32', ratio=2.0, target=None, met=None, weights='random', detections_per_image=12.5),
+        dict(part='train_step', name='train step x', unit='img/s', ours=None, peer=3.0, ratio=None, target=1.0,
+             error='side ours: out of memory'),
+        dict(part='data', name='loading (img/s)', ours=10.0, peer=20.0, peer_name='gluoncv', ratio=0.5,
+             target=2.0),                                        # no 'met': computed from ratio and target
+    ]
+    machine = dict(cpu='Test CPU', cores=2, cpu_flags={'avx512_bf16': False, 'avx512_vnni': True},
+                   load_average=[1.5, 1.0, 0.5], load_average_start=[0.25, 0.1, 0.1],
+                   threads={'OMP_NUM_THREADS': '2'}, mxnet='1.9.1', mxnet_features=['MKLDNN', 'OPENMP'],
+                   python='3.11.7', numpy='1.23.5', date='2026-11-24 03:00')
+    assert report.markdown_lines(rows, machine, quick=False, failures=[('data', 'failed: status 1')]) == [
+        '# Benchmark results',
+        '',
+        '`make bench`, 2026-11-24 03:00. Each ratio compares two sides measured in the same run, alternating, as '
+        'the median of several repetitions after a warm-up; higher is better (for times in seconds, the ratio '
+        'is peer / project).',
+        '',
+        '## Machine',
+        '',
+        '- CPU: Test CPU, 2 cores available; AVX512_BF16 no, AVX512_VNNI yes',
+        '- load average (1 min) at start 0.25, at end 1.5: other work may share the machine; the ratios compare '
+        'sides measured alternately under the same load',
+        '- thread settings: OMP_NUM_THREADS=2',
+        '- MXNet 1.9.1; build features enabled: MKLDNN, OPENMP',
+        '- Python 3.11.7, NumPy 1.23.5',
+        '',
+        '## Results',
+        '',
+        '| part | measure | project | peer | ratio | target | |',
+        '| --- | --- | --- | --- | --- | --- | --- |',
+        '| metric | VOC07 mAP 4x2 (s) | 0.25 | 2 (gluoncv VOC07) | 8.00 | >= 5 | met |',
+        '| inference | deploy batch 1 (img/s) | 1234 | 617.2 (FP32) | 2.00 | - |  |',
+        '| train_step | train step x | - | 3 | - | >= 1 | failed |',
+        '| data | loading (img/s) | 10 | 20 (gluoncv) | 0.50 | >= 2 | MISSED |',
+        '',
+        '## Notes',
+        '',
+        '- VOC07 mAP 4x2 (s): mAP project 0.500000, peer 0.500000 (largest difference over the per-class APs '
+        'and the mean: 0.0e+00)',
+        '- deploy batch 1 (img/s): random weights; 12.5 boxes per image reach NMS',
+        '- train step x: error: side ours: out of memory',
+        '',
+        '## Parts that failed',
+        '',
+        '- data: failed: status 1',
+    ]
+
+
+def test_console_table_from_hand_made_rows():
+    rows = [dict(part='metric', name='m', ours=0.5, peer=1.5, peer_name='p', ratio=3.0, target=5.0)]
+    lines = report.table_lines(rows)
+    assert lines[0] == 'part       measure    project       peer   ratio   target'     # measure: 7 wide
+    assert lines[1] == '-' * len(lines[0])
+    assert lines[2] == 'metric     m              0.5        1.5    3.00     >= 5  MISSED'
+    assert lines[3:] == ['  m: peer: p']
+
+
+def test_metric_data_by_hand():
+    labels, detections = bench_metric.make_detections(50, 30)
+    assert labels.shape == (50, bench_metric.MAX_OBJECTS, 6) and detections.shape == (50, 30, 6)
+    objects = (labels[..., 0] >= 0).sum(axis=1)
+    assert objects.min() >= 1 and objects.max() <= bench_metric.MAX_OBJECTS
+    assert (labels[..., 0] >= 0).all(axis=0)[0]                       # objects fill the rows from the start
+    assert len(np.unique(detections[..., 1])) == detections[..., 1].size      # no tied scores
+    assert (detections[..., 0] >= 0).all() and detections[..., 0].max() < bench_metric.NUM_CLASSES
+    # rows 0..19 copy objects 0..9, 0..9 with a jitter of sd 0.03 (mean absolute 0.024) where the object exists
+    source = np.arange(20) % bench_metric.MAX_OBJECTS
+    copied = labels[:, source, 0] >= 0                                            # (50, 20)
+    jitter = np.abs(detections[:, :20, 2:] - labels[:, source, 1:5])[copied]
+    assert 0.018 < jitter.mean() < 0.03
+    assert (detections[:, :20, 0] == labels[:, source, 0])[copied].mean() > 0.85  # 90 % keep their class
+    assert (detections[:, :20, 1][copied] >= 0.3).all() and (detections[:, 20:, 1] < 0.8).all()
+
+
+def test_metric_inputs_to_gluoncv_shift_xmax_ymax_by_one_pixel():
+    labels = np.array([[[2, .1, .2, .5, .6, 1]]])
+    detections = np.array([[[3, .9, 0, .2, .4, 1]]])
+    (boxes, classes, scores, gt_boxes, gt_classes, difficult), = bench_metric.gluoncv_inputs(labels, detections)
+    np.testing.assert_allclose(boxes, [[[0, 100, 199, 499]]])
+    np.testing.assert_allclose(gt_boxes, [[[50, 100, 249, 299]]])
+    assert classes.tolist() == [[3]] and scores.tolist() == [[.9]] and gt_classes.tolist() == [[2]]
+    assert difficult.tolist() == [[1]]
+
+
+def test_compare_values():
+    ours = (['a', 'b', 'mAP'], [0.5, float('nan'), 0.5])
+    assert bench_metric.compare_values(ours, (['a', 'b', 'mAP'], [0.5 + 1e-9, float('nan'), 0.5])) == \
+        pytest.approx(1e-9)
+    assert math.isinf(bench_metric.compare_values(ours, (['a', 'b', 'mAP'], [0.5, 0.1, 0.5])))   # NaN on one side
+    assert math.isinf(bench_metric.compare_values(ours, (['a', 'c', 'mAP'], [0.5, float('nan'), 0.5])))
