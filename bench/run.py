@@ -6,7 +6,8 @@ that prints its own table and writes ``<parts dir>/<part>_results.json``:
 - ``data``: bench/bench_data.py (packing and loading vs mxnet's im2rec, cat and gluoncv's DataLoader);
 - ``metric``: bench/bench_metric.py (VOC mAP vs gluoncv's metrics, values side by side);
 - ``inference``: bench/bench_inference.py (deploy graph INT8 vs FP32 images/s at batch 1 and 8);
-- ``train_step``: bench/bench_train_step.py (training step vs gluoncv), when that script exists.
+- ``train_step``: bench/bench_train_step.py (training step vs gluoncv), when that script exists;
+- ``time_to_accuracy``: bench/bench_time_to_accuracy.py (the demo recipe's wall time to VOC07 mAP 0.5 / 0.6 / 0.7).
 
 Their rows are merged (each tagged with its part) into ``results.json`` with the machine description (CPU and
 its AVX512_BF16 / VNNI flags, cores, load average, thread settings, MXNet build features, date) and rendered
@@ -33,6 +34,7 @@ PARTS = {                                   # part name: script, in the order th
     'metric': 'bench_metric.py',
     'inference': 'bench_inference.py',
     'train_step': 'bench_train_step.py',
+    'time_to_accuracy': 'bench_time_to_accuracy.py',
 }
 OPTIONAL_PARTS = ('train_step',)            # skipped, not failed, while their script does not exist
 

@@ -76,7 +76,7 @@ def test_run_rejects_unknown_part(tmp_path):
     result = run_script('bench/run.py', '--only', 'metric,speed', '--results', str(tmp_path / 'r.json'))
     assert result.returncode == 2
     assert result.stdout.strip() == ("error: --only 'metric,speed': choose among data, metric, inference, "
-                                     "train_step (comma-separated)")
+                                     "train_step, time_to_accuracy (comma-separated)")
     assert os.listdir(tmp_path) == []
 
 
@@ -175,3 +175,14 @@ def test_compare_values():
         pytest.approx(1e-9)
     assert math.isinf(bench_metric.compare_values(ours, (['a', 'b', 'mAP'], [0.5, 0.1, 0.5])))   # NaN on one side
     assert math.isinf(bench_metric.compare_values(ours, (['a', 'c', 'mAP'], [0.5, float('nan'), 0.5])))
+
+
+def test_time_to_accuracy_rows_by_hand():
+    from bench.bench_time_to_accuracy import rows_from_history
+    history = [{'epoch': 1, 'seconds': 20.0, 'mAP': 0.3}, {'epoch': 2, 'seconds': 45.0, 'mAP': 0.55},
+               {'epoch': 3, 'seconds': 70.0, 'mAP': 0.65}, {'epoch': 4, 'seconds': 90.0, 'mAP': 0.62}]
+    rows = rows_from_history(history, thresholds=(0.5, 0.6, 0.7), budget=600.0)
+    assert [(row['ours'], row['epoch']) for row in rows] == [(45.0, 2), (70.0, 3), (None, None)]
+    assert rows[0]['ratio'] == round(600 / 45, 3) and rows[1]['ratio'] == round(600 / 70, 3)
+    assert rows[2]['ratio'] is None and rows[2]['error'] == 'not reached in 4 epochs (best mAP 0.650)'
+    assert [report.verdict(row) for row in rows] == ['met', 'met', 'failed']

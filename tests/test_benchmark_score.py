@@ -9,7 +9,7 @@ import pytest
 from config.errors import UserError
 from evaluate import deploy_net
 from symbol import symbol_factory
-from tests.scripts import load_script
+from tools.scripts import load_script
 
 NETWORK, NUM_CLASS = 'mobilenet0.25', 3
 QUICK = ['--num-batches', '3', '--warmup', '1', '--cpu']

@@ -11,7 +11,7 @@ import pytest
 from config.errors import run_cli
 from tests.test_train import make_dataset, tiny_run
 from tools.visualize import class_color
-from tests.scripts import load_script
+from tools.scripts import load_script
 
 BACKGROUND = 40          # grey level of the hand-made test images
 EPOCHS = 5               # 40 updates of 2 images: fewer leave BatchNorm's moving statistics near their

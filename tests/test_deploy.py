@@ -17,7 +17,7 @@ from evaluate import deploy_net
 from evaluate.model import bind_detector, load_model
 from symbol import multibox
 from tests.test_train import make_dataset, tiny_run
-from tests.scripts import ROOT, load_script
+from tools.scripts import ROOT, load_script
 
 CLASSES = ('circle', 'square', 'ring')
 SIDE, BATCH = 64, 4

@@ -20,7 +20,7 @@ from evaluate import evaluate_net as evaluation
 from evaluate.eval_metric import MApMetric, VOC07MApMetric, area_average_precision
 from evaluate.model import load_model
 from tests.test_train import make_dataset, tiny_run
-from tests.scripts import load_script
+from tools.scripts import load_script
 
 CLASSES = ('circle', 'square', 'triangle')
 NUM_VAL = 16

@@ -19,7 +19,7 @@ from evaluate import quantize_net
 from evaluate.model import bind_detector, load_model
 from tests.test_train import BATCH, make_dataset, tiny_run
 from tools import im2rec
-from tests.scripts import load_script
+from tools.scripts import load_script
 
 EPOCHS = 4
 REPEATS = 20                 # copies of each training image per epoch

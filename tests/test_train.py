@@ -19,7 +19,7 @@ from train import train_net as train_net_module
 from train.callbacks import TrainingDiverged
 from train.params import load_checkpoint_params
 from train.train_net import train_net
-from tests.scripts import load_script
+from tools.scripts import load_script
 
 NETWORK, SHAPE, BATCH = 'mobilenet0.25', 64, 8
 

@@ -1,5 +1,5 @@
-"""The entry scripts at the repository root, loaded as modules for tests (their names, e.g. ``train`` or
-``evaluate``, belong to packages, so they cannot simply be imported)."""
+"""The entry scripts at the repository root, loaded as modules by tests and benchmarks (their names, e.g.
+``train`` or ``evaluate``, belong to packages, so they cannot simply be imported)."""
 import importlib.util
 import pathlib
 
