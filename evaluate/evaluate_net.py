@@ -46,6 +46,7 @@ from evaluate.model import available_epochs, bind_detector, load_model
 from evaluate.report import format_ap_table
 from symbol import multibox
 from tools.atomic import atomic_open, atomic_paths
+from train.params import split_params
 
 # New defaults of this module (candidates for config/defaults.py):
 COCO_CANVAS = EVALUATE['coco_canvas']                    # see config/defaults.py
@@ -130,8 +131,7 @@ def read_deploy_checkpoint(prefix, epoch, deploy_dir=None):
     if multibox.DETECTION not in multibox.output_positions(symbol):
         raise UserError('--deploy: %s has outputs %s, no %s; it is not an SSD deploy graph'
                         % (symbol_path, symbol.list_outputs(), multibox.output_key(multibox.DETECTION)))
-    arg_params = {name[4:]: value for name, value in saved.items() if name.startswith('arg:')}
-    aux_params = {name[4:]: value for name, value in saved.items() if name.startswith('aux:')}
+    arg_params, aux_params = split_params(saved)
     return symbol, arg_params, aux_params
 
 

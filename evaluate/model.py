@@ -16,7 +16,7 @@ from config.defaults import CLASSES_SUFFIX, DATA
 from config.errors import UserError
 from dataset.imdb import read_class_names
 from symbol import multibox, symbol_factory
-from train.params import available_epochs, checkpoint_num_classes, checkpoint_paths  # noqa: F401
+from train.params import available_epochs, checkpoint_num_classes, checkpoint_paths, split_params  # noqa: F401
 
 
 @dataclasses.dataclass
@@ -79,8 +79,7 @@ def read_params(prefix, epoch):
         saved = mx.nd.load(path)
     except mx.base.MXNetError:
         raise UserError('%s is not an MXNet parameter file (truncated or another format)' % path) from None
-    arg_params = {name[4:]: value for name, value in saved.items() if name.startswith('arg:')}
-    aux_params = {name[4:]: value for name, value in saved.items() if name.startswith('aux:')}
+    arg_params, aux_params = split_params(saved)
     return arg_params, aux_params
 
 

@@ -51,6 +51,16 @@ def save_params(path, arg_params, aux_params):
     mx.nd.save(path, arrays)
 
 
+def split_params(saved):
+    """``(arg_params, aux_params)`` from a loaded ``.params`` dict keyed ``arg:<name>`` / ``aux:<name>``
+    (what :func:`save_params` writes); other keys are ignored."""
+    arg_params, aux_params = {}, {}
+    for key, value in saved.items():
+        kind, _, name = key.partition(':')
+        {'arg': arg_params, 'aux': aux_params}.get(kind, {})[name] = value
+    return arg_params, aux_params
+
+
 def load_checkpoint_params(prefix, epoch, flag):
     """``(arg_params, aux_params)`` of ``<prefix>-<epoch>.params``; ``flag`` names the option in errors."""
     path = checkpoint_paths(prefix, epoch)[1]
@@ -60,10 +70,7 @@ def load_checkpoint_params(prefix, epoch, flag):
         saved = mx.nd.load(path)
     except mx.base.MXNetError:
         raise UserError('%s: %s is not an MXNet parameter file' % (flag, path)) from None
-    arg_params, aux_params = {}, {}
-    for key, value in saved.items():
-        kind, _, name = key.partition(':')
-        {'arg': arg_params, 'aux': aux_params}.get(kind, {})[name] = value
+    arg_params, aux_params = split_params(saved)
     if not arg_params:
         raise UserError('%s: %s holds no arg: parameters; is it a gluon .params file? Give its path ending in '
                         '.params to --pretrained' % (flag, path))
