@@ -18,7 +18,7 @@ import json
 from config.cli import add_eval_args
 from config.defaults import DATA, QUANTIZE, TRAIN
 from config.errors import UserError, run_cli
-from config.runtime import configure_threads
+from config.runtime import configure_threads, cpu_model_and_flags
 
 NUM_CALIB_BATCHES = QUANTIZE['num_calib_batches']    # see config/defaults.py
 CALIB_MODE = QUANTIZE['calib_mode']
@@ -90,7 +90,7 @@ def run(args):
                     'images_per_second': quantize_net.images_per_second(module, batch)}
             for title, module in modules.items()}
 
-    flags = quantize_net.cpu_flags()
+    cpu, flags = cpu_model_and_flags()
     summary = dict(
         prefix=args.prefix, epoch=args.epoch, out_prefix=out_prefix, symbol_file=symbol_path,
         params_file=params_path, rec_path=args.rec_path, batch_size=args.batch_size,
@@ -100,7 +100,7 @@ def run(args):
         fp32=rows['FP32'], int8=rows['INT8'], agreement=agreement.summary(),
         speedup=rows['INT8']['images_per_second'] / rows['FP32']['images_per_second'],
         map_change=rows['INT8']['mAP'] - rows['FP32']['mAP'],
-        cpu=quantize_net.cpu_model_name(), cpu_vnni=quantize_net.VNNI_FLAG in flags)
+        cpu=cpu, cpu_vnni=quantize_net.VNNI_FLAG in flags)
     with atomic_open(out_prefix + '-quantization.json') as handle:
         json.dump(summary, handle, indent=1, sort_keys=True)
 

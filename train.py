@@ -13,7 +13,7 @@ import argparse
 
 from config.augmentation import PRESETS
 from config.cli import add_common_args, comma_ints, mean_pixels_from_args, prefix_from_args, std_pixels_from_args
-from config.defaults import TRAIN
+from config.defaults import AMP_MODES, TRAIN
 from config.recipes import RECIPES
 from config.errors import run_cli
 from config.runtime import configure_threads
@@ -86,6 +86,11 @@ def add_optimization_args(parser):
                        help='initial background probability of the class heads (0: biases start at 0)')
     group.add_argument('--head-init-std', type=float, default=TRAIN['head_init_std'],
                        help='sd of the normal initial weights of new prediction heads (0: Xavier like the rest)')
+    group.add_argument('--amp', default=TRAIN['amp'], choices=AMP_MODES,
+                       help='mixed precision: bf16 convolutions on CPUs with AVX-512 (AVX512_BF16 for speed), fp16 '
+                            'on GPUs; master weights, losses and MultiBox operators stay float32')
+    group.add_argument('--loss-scale', type=float, default=TRAIN['loss_scale'],
+                       help='static loss scale (default: %g with --amp fp16, else 1)' % TRAIN['fp16_loss_scale'])
     group.add_argument('--anchor-overlap', type=float, default=TRAIN['anchor_overlap'],
                        help='IoU from which an anchor is trained as a positive (default: symbol/multibox.py, 0.5)')
 

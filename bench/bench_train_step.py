@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from config.runtime import available_cores, configure_threads
+from config.runtime import available_cores, configure_threads, cpu_model_and_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 20                 # Pascal VOC, as both gluoncv models
@@ -44,13 +44,6 @@ PAIRS = {                        # our (network, side) -> gluoncv model of the s
     ('mobilenet', 512): 'ssd_512_mobilenet1.0_voc',
 }
 QUICK_PAIRS = {('mobilenet', 256): 'ssd_512_mobilenet1.0_voc'}
-# Operators kept in float32 under --amp bf16: anchors, matching, decoding, losses, L2 normalisation.
-# Added to MXNet's own bfloat16 float32 list (which has Flatten, Reshape, softmax, ... already). The MultiBox
-# operators cannot be listed there (convert_symbol accepts only operators of its own lists): their nodes are
-# passed by name as excluded_sym_names, which casts their inputs to float32.
-AMP_EXTRA_FP32_OPS = ['SoftmaxOutput', 'smooth_l1', 'MakeLoss', 'L2Normalization']
-AMP_EXCLUDED_OPS = ('_contrib_MultiBoxPrior', '_contrib_MultiBoxTarget', '_contrib_MultiBoxDetection')
-AMP_BF16_OPS = ['Convolution']   # what MXNet 1.9.1 lists for bfloat16 is Convolution and FullyConnected
 
 
 def parse_args(argv=None):
@@ -122,38 +115,16 @@ def our_label(boxes):
 
 
 # ------------------------------------------------------------------------------------------ our side
-def amp_convert(symbol):
-    """``symbol`` with bfloat16 convolutions; MultiBox operators, losses and L2 normalisation in float32."""
-    from mxnet.contrib import amp
-
-    fp32_ops = sorted(set(amp.list_fp32_ops(amp.amp.bfloat16)) | set(AMP_EXTRA_FP32_OPS))
-    multibox_nodes = [node['name'] for node in json.loads(symbol.tojson())['nodes'] if node['op'] in AMP_EXCLUDED_OPS]
-    converted = amp.convert_symbol(symbol, target_dtype='bfloat16', target_dtype_ops=AMP_BF16_OPS,
-                                   fp32_ops=fp32_ops,
-                                   conditional_fp32_ops=amp.list_conditional_fp32_ops(amp.amp.bfloat16),
-                                   excluded_sym_names=multibox_nodes)
-    return with_float32_parameters(converted)
-
-
-def with_float32_parameters(symbol):
-    """Mark every parameter float32 (the master weights): behind an ``amp_cast`` their type cannot be inferred
-    from the data, and ``Module.bind`` then fails with 'InferType pass cannot decide dtypes'."""
-    internals = symbol.get_internals()
-    for name in symbol.list_arguments() + symbol.list_auxiliary_states():
-        if name not in ('data', 'label'):
-            internals[name]._set_attr(__dtype__='0')           # 0: mshadow's kFloat32
-    return symbol
-
-
 def our_module(network, data_shape, batch_size, dtype):
     """Our train graph bound for training, Xavier-initialised, SGD optimizer ready."""
     import mxnet as mx
 
     from symbol import symbol_factory
 
-    symbol = symbol_factory.get_symbol_train(network, data_shape, NUM_CLASSES)
-    if dtype == 'bf16':
-        symbol = amp_convert(symbol)
+    from train import amp
+
+    symbol = amp.convert_symbol(symbol_factory.get_symbol_train(network, data_shape, NUM_CLASSES),
+                                'bf16' if dtype == 'bf16' else 'none')
     module = mx.mod.Module(symbol, data_names=('data',), label_names=('label',), context=mx.cpu())
     module.bind(data_shapes=[('data', (batch_size, 3, data_shape, data_shape))],
                 label_shapes=[('label', (batch_size, LABEL_WIDTH, 6))], for_training=True)
@@ -320,9 +291,9 @@ def run_child(command):
     return json.loads(lines[-1])
 
 
-def measure_pair(args, network, data_shape, peer_model, progress):
+def measure_pair(args, network, data_shape, peer_model, progress, with_bf16):
     """Alternate the sides' subprocesses ``args.repeats`` times. Returns {(side, dtype): summary}."""
-    sides = [('gluoncv', 'float32'), ('ours', 'float32')] + ([('ours', 'bf16')] if args.amp == 'bf16' else [])
+    sides = [('gluoncv', 'float32'), ('ours', 'float32')] + ([('ours', 'bf16')] if with_bf16 else [])
     runs = {key: [] for key in sides}
     for _ in range(args.repeats):
         for side, dtype in sides:
@@ -342,9 +313,12 @@ def summarize(results):
                 runs_img_s=[round(r['img_s'], 3) for r in results])
 
 
-def rows_of_pair(network, data_shape, peer_model, summaries, batch_size):
-    """Table rows (one per side) and JSON rows (one per ratio) of one architecture."""
+def rows_of_pair(network, data_shape, peer_model, summaries, batch_size, bf16_not_applicable=None):
+    """Table rows (one per side) and JSON rows (one per ratio) of one architecture; ``bf16_not_applicable``
+    (why this CPU cannot run bfloat16) adds a bf16 row marked not applicable."""
     peer = summaries[('gluoncv', 'float32')]
+    if bf16_not_applicable:
+        summaries = {**summaries, ('ours', 'bf16'): dict(error=bf16_not_applicable, applicable=False)}
     table, ratios = [], []
     for (side, dtype), summary in summaries.items():
         name = peer_model if side == 'gluoncv' else '%s %d' % (network, data_shape)
@@ -357,9 +331,9 @@ def rows_of_pair(network, data_shape, peer_model, summaries, batch_size):
                 name='train step %s %d %s vs %s float32, batch %d' % (network, data_shape, dtype, peer_model,
                                                                       batch_size),
                 ours=rounded(summary.get('img_s')), peer=rounded(peer.get('img_s')), ratio=rounded(ratio, 3),
-                unit='img/s', target=TARGETS[dtype], met=ratio is not None and ratio >= TARGETS[dtype],
+                unit='img/s', target=TARGETS[dtype], met=(ratio is not None and ratio >= TARGETS[dtype]) if summary.get('applicable', True) else None,
                 ours_peak_mb=summary.get('peak_mb'), peer_peak_mb=peer.get('peak_mb'),
-                error=summary.get('error') or peer.get('error')))
+                error=summary.get('error') or peer.get('error'), applicable=summary.get('applicable', True)))
     return table, ratios
 
 
@@ -373,29 +347,26 @@ def print_table(table):
     print('-' * len(header))
     for r in table:
         if 'error' in r:
-            print('%-30s %-8s %-8s  FAILED: %s' % (r['network'], r['side'], r['dtype'], r['error']))
+            print('%-30s %-8s %-8s  %s: %s' % (r['network'], r['side'], r['dtype'], 'FAILED' if r.get(
+                'applicable', True) else 'not applicable', r['error']))
             continue
         print('%-30s %-8s %-8s %9.2f %9.0f %7s' % (r['network'], r['side'], r['dtype'], r['img_s'], r['peak_mb'],
                                                   '' if r['ratio'] is None else '%.2f' % r['ratio']))
 
 
-def cpuinfo_field(key):
-    """The first value of ``key`` in /proc/cpuinfo ('' where there is none, e.g. not Linux)."""
-    try:
-        with open('/proc/cpuinfo') as handle:
-            for line in handle:
-                if line.split(':', 1)[0].strip() == key:
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return ''
+def bf16_problem_text():
+    """Why ``--amp bf16`` cannot run on this CPU (train/amp.py's probe), or None when it can."""
+    from train import amp
+
+    problem = amp.bf16_problem()
+    return problem and 'this CPU (%s) has no oneDNN bfloat16 convolution: %s' % (cpu_model_and_flags()[0], problem)
 
 
 def machine_description():
     import mxnet as mx
 
-    flags = cpuinfo_field('flags').split()
-    return dict(cpu=cpuinfo_field('model name'), cores=available_cores(),
+    cpu, flags = cpu_model_and_flags()
+    return dict(cpu=cpu, cores=available_cores(),
                 omp_num_threads=os.environ.get('OMP_NUM_THREADS'), avx512_bf16='avx512_bf16' in flags,
                 avx512f='avx512f' in flags, mxnet=mx.__version__,
                 mkldnn=mx.runtime.Features().is_enabled('MKLDNN'), load_average=[round(v, 2) for v in os.getloadavg()],
@@ -416,13 +387,16 @@ def main(args):
     pairs = QUICK_PAIRS if args.quick else PAIRS
     if args.data_shape:
         pairs = {(network, args.data_shape): peer for (network, _), peer in pairs.items()}
-    runs_per_pair = args.repeats * (3 if args.amp == 'bf16' else 2)
+    bf16_not_applicable = bf16_problem_text() if args.amp == 'bf16' else None
+    runs_per_pair = args.repeats * (3 if args.amp == 'bf16' and not bf16_not_applicable else 2)
     load_before = os.getloadavg()
     table, rows = [], []
     with tqdm(total=len(pairs) * runs_per_pair, unit='run', desc='train step') as progress:
         for (network, data_shape), peer_model in pairs.items():
-            summaries = measure_pair(args, network, data_shape, peer_model, progress)
-            pair_table, pair_rows = rows_of_pair(network, data_shape, peer_model, summaries, args.batch_size)
+            summaries = measure_pair(args, network, data_shape, peer_model, progress,
+                                     args.amp == 'bf16' and not bf16_not_applicable)
+            pair_table, pair_rows = rows_of_pair(network, data_shape, peer_model, summaries, args.batch_size,
+                                                 bf16_not_applicable)
             table += pair_table
             rows += pair_rows
     print_table(table)

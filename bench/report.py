@@ -7,7 +7,8 @@ A row (one per measure, every ``bench/bench_*.py`` writes them) is a dict:
 - ``ratio`` (float or None): the project's advantage, higher is better (for seconds: peer / ours);
 - ``target`` (float or None) and ``met`` (bool or None; computed from ratio and target when missing);
 - optional: ``ours_value`` / ``peer_value`` / ``max_difference`` (the metric rows' mAPs),
-  ``weights`` and ``detections_per_image`` (the inference rows), ``error`` (why a side gave no number).
+  ``weights`` and ``detections_per_image`` (the inference rows), ``error`` (why a side gave no number),
+  ``applicable`` (False: the measure cannot run on this machine, e.g. bf16 without AVX-512; ``error`` says why).
 """
 import os
 import platform
@@ -15,25 +16,6 @@ import time
 
 CPU_FLAGS = ('avx512_bf16', 'avx512_vnni', 'avx512f', 'amx_bf16')   # flags that decide bf16 / int8 speed
 THREAD_VARIABLE_PREFIXES = ('OMP_', 'MXNET_', 'KMP_', 'MKL_', 'DNNL_', 'MKLDNN_')   # thread settings recorded
-CPUINFO = '/proc/cpuinfo'
-
-
-def cpuinfo_values(cpuinfo=CPUINFO):
-    """``(model name, set of flags)`` of the first CPU in ``cpuinfo`` (``('', set())`` when unreadable)."""
-    model, flags = '', set()
-    try:
-        with open(cpuinfo) as handle:
-            for line in handle:
-                key, _, value = line.partition(':')
-                if key.strip() == 'model name' and not model:
-                    model = value.strip()
-                elif key.strip() == 'flags' and not flags:
-                    flags = set(value.split())
-                if model and flags:
-                    break
-    except OSError:
-        pass
-    return model or platform.processor() or platform.machine(), flags
 
 
 def machine_description(environ=None):
@@ -49,10 +31,10 @@ def machine_description(environ=None):
     import mxnet as mx
     import numpy as np
 
-    from config.runtime import available_cores
+    from config.runtime import available_cores, cpu_model_and_flags
 
     environ = os.environ if environ is None else environ
-    model, flags = cpuinfo_values()
+    model, flags = cpu_model_and_flags()
     return dict(
         cpu=model, cores=available_cores(), cpu_flags={flag: flag in flags for flag in CPU_FLAGS},
         load_average=[round(value, 2) for value in os.getloadavg()],
@@ -85,11 +67,15 @@ def ratio_text(row):
 
 
 def target_text(row):
+    if row.get('target_note'):
+        return row['target_note']
     return '-' if row.get('target') is None else '>= %g' % row['target']
 
 
 def verdict(row):
-    """'met', 'MISSED', 'failed' (a side gave no number) or '' (no target)."""
+    """'met', 'MISSED', 'n/a' (cannot run on this machine), 'failed' (a side gave no number) or '' (no target)."""
+    if row.get('applicable') is False:
+        return 'n/a'
     if row.get('ratio') is None:
         return 'failed'
     return {True: 'met', False: 'MISSED', None: ''}[is_met(row)]
@@ -128,7 +114,8 @@ def note_lines(rows, with_peer=True):
         if row.get('detections_per_image') is not None:
             facts.append('%g boxes per image reach NMS' % row['detections_per_image'])
         if row.get('error'):
-            facts.append('error: %s' % ' '.join(str(row['error']).split()))
+            facts.append('%s: %s' % ('error' if row.get('applicable', True) else 'not applicable',
+                                     ' '.join(str(row['error']).split())))
         if facts:
             notes.append('%s: %s' % (row['name'], '; '.join(facts)))
     return notes

@@ -6,7 +6,8 @@ that prints its own table and writes ``<parts dir>/<part>_results.json``:
 - ``data``: bench/bench_data.py (packing and loading vs mxnet's im2rec, cat and gluoncv's DataLoader);
 - ``metric``: bench/bench_metric.py (VOC mAP vs gluoncv's metrics, values side by side);
 - ``inference``: bench/bench_inference.py (deploy graph INT8 vs FP32 images/s at batch 1 and 8);
-- ``train_step``: bench/bench_train_step.py (training step vs gluoncv), when that script exists;
+- ``train_step``: bench/bench_train_step.py --amp bf16 (training step vs gluoncv, float32 and bfloat16; the bf16 rows
+  are marked not applicable on CPUs that cannot run bfloat16 convolutions), when that script exists;
 - ``time_to_accuracy``: bench/bench_time_to_accuracy.py (the demo recipe's wall time to VOC07 mAP 0.5 / 0.6 / 0.7).
 
 Their rows are merged (each tagged with its part) into ``results.json`` with the machine description (CPU and
@@ -37,6 +38,7 @@ PARTS = {                                   # part name: script, in the order th
     'time_to_accuracy': 'bench_time_to_accuracy.py',
 }
 OPTIONAL_PARTS = ('train_step',)            # skipped, not failed, while their script does not exist
+PART_FLAGS = {'train_step': ['--amp', 'bf16']}   # the bf16 rows (marked not applicable where the CPU lacks it)
 
 
 def parse_args(argv=None):
@@ -77,7 +79,7 @@ def run_part(part, quick, parts_dir):
     if not os.path.isfile(script):
         return None, 'skipped: %s does not exist' % os.path.relpath(script, REPO)
     out = part_output(parts_dir, part)
-    command = [sys.executable, script, '--out', out] + (['--quick'] if quick else [])
+    command = [sys.executable, script, '--out', out] + (['--quick'] if quick else []) + PART_FLAGS.get(part, [])
     print('== %s: %s' % (part, ' '.join(command[1:])), flush=True)
     started = time.time()
     status = subprocess.call(command, cwd=REPO)

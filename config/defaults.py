@@ -39,6 +39,8 @@ SYNTHETIC = dict(
 
 CLASSES_SUFFIX = '.classes'                    # class list written next to a .lst: <target>.classes
 
+AMP_MODES = ('none', 'bf16', 'fp16')          # train.py --amp: float32, bfloat16 (CPU), float16 (GPU)
+
 TRAIN = dict(
     train_path='data/train.rec',               # training .rec (its .classes next to it names the classes)
     train_list='',                             # optional .lst whose labels replace those in the train .rec
@@ -83,6 +85,9 @@ TRAIN = dict(
     network_overrides=None,                    # settings replacing symbol_factory's (a recipe's layout); None: none
     overwrite=False,                           # a new run may not replace checkpoints an earlier run left
     recipe='',                                 # name of the config/recipes.py recipe the run started from
+    amp='none',                                # mixed precision: 'none', 'bf16' (CPUs with AVX-512), 'fp16' (GPUs)
+    loss_scale=None,                           # static loss scale; None: fp16_loss_scale under fp16, else 1
+    fp16_loss_scale=128.0,                     # float16's static loss scale (MXNet's Module has no dynamic one)
 )
 
 DETECT = dict(                                 # demo.py: detections drawn onto images

@@ -40,3 +40,24 @@ def configure_threads(num_threads=None):
 def decode_threads():
     """Threads for the C++ record iterator's decoding: one core is left for the training loop."""
     return max(available_cores() - 1, 1)
+
+
+def cpu_model_and_flags(cpuinfo='/proc/cpuinfo'):
+    """``(model name, set of flags)`` of the first CPU in ``cpuinfo``; ``(platform name, set())`` when it cannot be
+    read (not Linux)."""
+    import platform
+
+    model, flags = '', set()
+    try:
+        with open(cpuinfo) as handle:
+            for line in handle:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name' and not model:
+                    model = value.strip()
+                elif key.strip() == 'flags' and not flags:
+                    flags = set(value.split())
+                if model and flags:
+                    break
+    except OSError:
+        pass
+    return model or platform.processor() or platform.machine(), flags

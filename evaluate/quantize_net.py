@@ -99,30 +99,6 @@ def check_options(calib_mode, quantized_dtype, num_calib_batches, batch_size):
         raise UserError('--batch-size %d must be at least 1' % batch_size)
 
 
-def cpu_flags(cpuinfo=CPUINFO):
-    """The instruction-set flags of the first CPU in ``cpuinfo`` (empty when unreadable)."""
-    try:
-        with open(cpuinfo) as handle:
-            for line in handle:
-                if line.startswith('flags'):
-                    return set(line.split(':', 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_model_name(cpuinfo=CPUINFO):
-    """The ``model name`` line of ``cpuinfo``, or ``'unknown CPU'``."""
-    try:
-        with open(cpuinfo) as handle:
-            for line in handle:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return 'unknown CPU'
-
-
 def graph_nodes(symbol):
     """The nodes of ``symbol``'s JSON graph: dicts with ``op``, ``name``, ``inputs`` and maybe ``attrs``."""
     return json.loads(symbol.tojson())['nodes']

@@ -186,3 +186,19 @@ def test_time_to_accuracy_rows_by_hand():
     assert rows[0]['ratio'] == round(600 / 45, 3) and rows[1]['ratio'] == round(600 / 70, 3)
     assert rows[2]['ratio'] is None and rows[2]['error'] == 'not reached in 4 epochs (best mAP 0.650)'
     assert [report.verdict(row) for row in rows] == ['met', 'met', 'failed']
+
+
+def test_bf16_accuracy_row_by_hand():
+    from bench.bench_time_to_accuracy import bf16_row
+    float32 = [{'epoch': 1, 'mAP': 0.5}, {'epoch': 2, 'mAP': None}, {'epoch': 3, 'mAP': 0.74}]
+    close = bf16_row(float32, [{'epoch': 1, 'mAP': 0.4}, {'epoch': 3, 'mAP': 0.732}])
+    assert (close['ours'], close['peer'], close['ratio']) == (0.732, 0.74, round(0.732 / 0.74, 3))
+    assert close['met'] is True and report.verdict(close) == 'met' and report.target_text(close) == 'within 0.01'
+    far = bf16_row(float32, [{'epoch': 3, 'mAP': 0.729}])          # 0.011 below: more than one point
+    assert far['met'] is False and report.verdict(far) == 'MISSED'
+    absent = bf16_row(float32, not_applicable='this CPU cannot run bfloat16 convolutions: no primitive')
+    assert absent['ours'] is None and absent['applicable'] is False and absent['met'] is None
+    assert report.verdict(absent) == 'n/a'
+    assert report.note_lines([absent], with_peer=False) == [
+        'demo recipe final VOC07 mAP, --amp bf16 vs float32: not applicable: this CPU cannot run bfloat16 '
+        'convolutions: no primitive']

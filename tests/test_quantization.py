@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from config.errors import run_cli
+from config.runtime import cpu_model_and_flags
 from evaluate import quantize_net
 from evaluate.model import bind_detector, load_model
 from tests.test_train import BATCH, make_dataset, tiny_run
@@ -167,7 +168,7 @@ def test_cli_writes_the_model_and_reports_both_maps(trained, tmp_path, capsys):
     assert any(line.startswith('mAP ') for line in lines)                 # the per-class AP table's last row
     assert any(line.startswith('INT8 reproduces %d of the %d FP32 detections'
                                % (agreement['reproduced'], agreement['detections'])) for line in lines)
-    assert summary['cpu_vnni'] == ('avx512_vnni' in quantize_net.cpu_flags())
+    assert summary['cpu_vnni'] == ('avx512_vnni' in cpu_model_and_flags()[1])
     assert any(line.startswith('note: this CPU lacks VNNI') for line in lines) != summary['cpu_vnni']
 
 
@@ -192,12 +193,12 @@ def test_cpu_flags_and_the_vnni_note(tmp_path):
     cpuinfo = tmp_path / 'cpuinfo'
     cpuinfo.write_text('processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu sse avx2 avx512f\n\n'
                        'processor\t: 1\nflags\t\t: fpu avx512_vnni\n')
-    flags = quantize_net.cpu_flags(str(cpuinfo))
+    model, flags = cpu_model_and_flags(str(cpuinfo))
     assert flags == {'fpu', 'sse', 'avx2', 'avx512f'}                  # the first CPU's line
-    assert quantize_net.cpu_model_name(str(cpuinfo)) == 'Test CPU'
+    assert model == 'Test CPU'
     assert 'it has avx2, avx512f' in quantize_net.vnni_note(flags)
     assert quantize_net.vnni_note(flags | {'avx512_vnni'}) is None
-    assert quantize_net.cpu_flags(str(tmp_path / 'missing')) == set()
+    assert cpu_model_and_flags(str(tmp_path / 'missing'))[1] == set()
 
 
 def test_comparison_table_ratios():

@@ -67,17 +67,18 @@ def make_lr_scheduler(lr, lr_steps, lr_factor, iterations_per_epoch, warmup_epoc
                                                 warmup_steps=warmup_steps, warmup_begin_lr=0.0)
 
 
-def optimizer_params(optimizer, lr, momentum, wd, lr_scheduler, num_devices, begin_num_update):
+def optimizer_params(optimizer, lr, momentum, wd, lr_scheduler, num_devices, begin_num_update, loss_scale=1.0):
     """Keyword arguments of ``mx.optimizer.create(optimizer, ...)``.
 
     The losses are already averaged over each device's images (``normalization='valid'``), so gradients
-    summed over devices are divided by the device count only.
+    summed over devices are divided by the device count only, and by the loss scale of mixed precision
+    (train/amp.py), which multiplied them inside the graph.
 
     Returns
     -------
     dict
     """
-    params = dict(learning_rate=lr, wd=wd, lr_scheduler=lr_scheduler, rescale_grad=1.0 / max(num_devices, 1),
+    params = dict(learning_rate=lr, wd=wd, lr_scheduler=lr_scheduler, rescale_grad=1.0 / (max(num_devices, 1) * loss_scale),
                   begin_num_update=begin_num_update)
     if optimizer == 'sgd':
         params['momentum'] = momentum

@@ -31,7 +31,7 @@ from evaluate.eval_metric import MApMetric, VOC07MApMetric
 from evaluate.report import format_ap_table
 from symbol import common, multibox, symbol_factory
 from tools.atomic import atomic_open
-from train import callbacks, params, schedule
+from train import amp, callbacks, params, schedule
 from train.initializer import SSDInitializer
 from train.metric import MultiBoxMetric
 
@@ -92,6 +92,8 @@ class TrainOptions:
     network_overrides: dict = TRAIN['network_overrides']
     overwrite: bool = TRAIN['overwrite']
     recipe: str = TRAIN['recipe']
+    amp: str = TRAIN['amp']
+    loss_scale: float = TRAIN['loss_scale']
 
 
 def check_options(opts):
@@ -103,7 +105,8 @@ def check_options(opts):
              ('--overlap', 0 < opts.overlap <= 1), ('--begin-epoch', opts.begin_epoch >= 0),
              ('--background-prior', opts.background_prior is None or 0 <= opts.background_prior < 1),
              ('--head-init-std', opts.head_init_std is None or opts.head_init_std >= 0),
-             ('--anchor-overlap', opts.anchor_overlap is None or 0 < opts.anchor_overlap <= 1)]
+             ('--anchor-overlap', opts.anchor_overlap is None or 0 < opts.anchor_overlap <= 1),
+             ('--loss-scale', opts.loss_scale is None or opts.loss_scale > 0)]
     for flag, ok in rules:
         if not ok:
             raise UserError('%s %s is out of range' % (flag, getattr(opts, flag[2:].replace('-', '_'))))
@@ -301,7 +304,8 @@ def init_optimizer(module, opts, iters, begin_epoch, kind, prefix):
     """Optimizer with the LR schedule positioned at ``begin_epoch``; optimizer states restored on resume."""
     scheduler = schedule.make_lr_scheduler(opts.lr, opts.lr_steps, opts.lr_factor, iters, opts.warmup_epochs)
     module.init_optimizer(kvstore=opts.kv_store, optimizer=opts.optimizer, optimizer_params=schedule.optimizer_params(
-        opts.optimizer, opts.lr, opts.momentum, opts.wd, scheduler, len(opts.ctx), begin_epoch * iters))
+        opts.optimizer, opts.lr, opts.momentum, opts.wd, scheduler, len(opts.ctx), begin_epoch * iters,
+        opts.loss_scale))
     if kind == 'resume':
         states = params.checkpoint_paths(prefix, opts.resume)[2]
         if not os.path.isfile(states):
@@ -450,7 +454,9 @@ def prepare(opts):
     """Checked options with classes and contexts resolved, and the checkpoint prefix."""
     check_options(opts)
     names = resolve_classes(opts.train_path, opts.num_class, opts.class_names)
-    opts = dataclasses.replace(opts, class_names=names, num_class=len(names), ctx=list(opts.ctx or [mx.cpu()]))
+    opts = dataclasses.replace(opts, class_names=names, num_class=len(names), ctx=list(opts.ctx or [mx.cpu()]),
+                               loss_scale=amp.effective_loss_scale(opts.amp, opts.loss_scale, TRAIN['fp16_loss_scale']))
+    amp.check_supported(opts.amp, opts.ctx)
     prefix = opts.prefix or default_prefix(opts.network, opts.data_shape)
     check_prefix_is_free(opts, prefix)
     return opts, prefix
@@ -480,6 +486,16 @@ def start_module(opts, prefix, symbol, train_iter):
     initializer = SSDInitializer(opts.num_class, opts.background_prior, opts.head_init_std, **TRAIN['initializer'])
     module.init_params(initializer, arg_params=arg_params, aux_params=aux_params, allow_missing=True)
     return module, kind, begin_epoch, fixed
+
+
+def precision_graph(opts, symbol):
+    """The graph the module trains: ``symbol`` itself, or its ``--amp`` version with the loss scale applied.
+    Checkpoints keep ``symbol`` (float32 parameters either way), so evaluation and deployment see no difference."""
+    if opts.amp == 'none' and opts.loss_scale == 1:
+        return symbol
+    LOG.info('mixed precision --amp %s: %s convolutions, float32 master weights, losses and MultiBox operators; '
+             'loss scale %g', opts.amp, amp.TARGET_DTYPES.get(opts.amp, 'float32'), opts.loss_scale)
+    return amp.scale_losses(amp.convert_symbol(symbol, opts.amp), opts.loss_scale)
 
 
 def train_net(**options):
@@ -513,7 +529,7 @@ def run(opts, prefix):
     train_iter, val_iter, label_width = build_iterators(opts)
     iters = iterations_per_epoch(train_iter.num_records, opts.batch_size, opts.train_path)
     symbol = symbol_factory.get_symbol_train(opts.network, opts.data_shape, opts.num_class, **graph_settings(opts))
-    module, kind, begin_epoch, frozen = start_module(opts, prefix, symbol, train_iter)
+    module, kind, begin_epoch, frozen = start_module(opts, prefix, precision_graph(opts, symbol), train_iter)
     init_optimizer(module, opts, iters, begin_epoch, kind, prefix)
     write_run_files(opts, prefix, dict(label_width=label_width, num_train_records=train_iter.num_records,
                                        iterations_per_epoch=iters, start=kind, begin_epoch=begin_epoch,
