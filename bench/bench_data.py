@@ -15,14 +15,13 @@ Usage: ``python bench/bench_data.py [--quick]``. Prints one table and writes ``b
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 
-from config.runtime import available_cores, configure_threads
+from config.runtime import available_cores, configure_threads, cpu_model_and_flags
 from tools.atomic import atomic_open
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -192,7 +191,8 @@ def bench_loading(rec, args):
 def row(name, ours, peer, peer_name, target_key):
     ratio = ours / peer
     target = TARGETS[target_key]
-    return dict(name=name, ours=round(ours, 2), peer=round(peer, 2), peer_name=peer_name,
+    unit = name[name.rindex('(') + 1:name.rindex(')')]          # 'pack ... (img/s)' -> 'img/s'
+    return dict(name=name, unit=unit, ours=round(ours, 2), peer=round(peer, 2), peer_name=peer_name,
                 ratio=round(ratio, 3), target=target, met=ratio >= target)
 
 
@@ -209,23 +209,11 @@ def print_table(rows, quick):
               'are judged on the full run (5000 images)')
 
 
-def cpu_model():
-    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
-    try:
-        with open('/proc/cpuinfo') as handle:
-            for line in handle:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_description():
     import mxnet as mx
 
     features = mx.runtime.Features()
-    return dict(cpu=cpu_model(), cores=available_cores(),
+    return dict(cpu=cpu_model_and_flags()[0], cores=available_cores(),
                 omp_num_threads=os.environ.get('OMP_NUM_THREADS'), mxnet=mx.__version__,
                 mkldnn=features.is_enabled('MKLDNN'), date=time.strftime('%Y-%m-%d %H:%M'))
 

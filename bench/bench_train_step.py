@@ -330,7 +330,8 @@ def rows_of_pair(network, data_shape, peer_model, summaries, batch_size, bf16_no
             ratios.append(dict(
                 name='train step %s %d %s vs %s float32, batch %d' % (network, data_shape, dtype, peer_model,
                                                                       batch_size),
-                ours=rounded(summary.get('img_s')), peer=rounded(peer.get('img_s')), ratio=rounded(ratio, 3),
+                ours=rounded(summary.get('img_s')), peer=rounded(peer.get('img_s')), peer_name='gluoncv %s float32' %
+                peer_model, ratio=rounded(ratio, 3),
                 unit='img/s', target=TARGETS[dtype], met=(ratio is not None and ratio >= TARGETS[dtype]) if summary.get('applicable', True) else None,
                 ours_peak_mb=summary.get('peak_mb'), peer_peak_mb=peer.get('peak_mb'),
                 error=summary.get('error') or peer.get('error'), applicable=summary.get('applicable', True)))

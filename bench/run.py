@@ -47,6 +47,8 @@ def parse_args(argv=None):
     parser.add_argument('--only', default=','.join(PARTS),
                         help='comma-separated parts to run, of %s (default: all)' % ', '.join(PARTS))
     parser.add_argument('--parts-dir', default=BENCH_DIR, help='where each part writes <part>_results.json')
+    parser.add_argument('--work-dir', default=os.path.join(BENCH_DIR, 'work'),
+                        help='scratch folder of the parts that generate data (data, time_to_accuracy)')
     parser.add_argument('--results', default=os.path.join(BENCH_DIR, 'results.json'), help='merged rows (JSON)')
     parser.add_argument('--markdown', default=os.path.join(BENCH_DIR, 'RESULTS.md'), help='the rendered report')
     return parser.parse_args(argv)
@@ -65,7 +67,13 @@ def part_output(parts_dir, part):
     return os.path.join(parts_dir, '%s_results.json' % part)
 
 
-def run_part(part, quick, parts_dir):
+def part_flags(part, work_dir):
+    """The flags ``run.py`` adds to a part's command: its bf16 rows, its scratch folder."""
+    work = {'data': ['--work-dir', work_dir], 'time_to_accuracy': ['--work-dir', os.path.join(work_dir, 'demo')]}
+    return PART_FLAGS.get(part, []) + work.get(part, [])
+
+
+def run_part(part, quick, parts_dir, work_dir):
     """Run one part's script; its output goes straight to the console.
 
     Returns
@@ -79,7 +87,7 @@ def run_part(part, quick, parts_dir):
     if not os.path.isfile(script):
         return None, 'skipped: %s does not exist' % os.path.relpath(script, REPO)
     out = part_output(parts_dir, part)
-    command = [sys.executable, script, '--out', out] + (['--quick'] if quick else []) + PART_FLAGS.get(part, [])
+    command = [sys.executable, script, '--out', out] + (['--quick'] if quick else []) + part_flags(part, work_dir)
     print('== %s: %s' % (part, ' '.join(command[1:])), flush=True)
     started = time.time()
     status = subprocess.call(command, cwd=REPO)
@@ -108,7 +116,7 @@ def main(args):
     load_start = [round(value, 2) for value in os.getloadavg()]
     rows, failures, skipped = [], [], []
     for part in parts:
-        part_rows, problem = run_part(part, args.quick, args.parts_dir)
+        part_rows, problem = run_part(part, args.quick, args.parts_dir, args.work_dir)
         if part_rows is not None:
             rows += part_rows
         elif problem.startswith('skipped') and part in OPTIONAL_PARTS:

@@ -10,7 +10,7 @@ import pytest
 
 from config.errors import UserError, run_cli
 from symbol import symbol_factory
-from tests.test_train import BATCH, NETWORK, SHAPE, data, tiny_run   # noqa: F401 (data is a fixture)
+from tests.test_train import NETWORK, SHAPE, make_dataset, tiny_run
 from tools.scripts import load_script
 from train import amp
 from train.params import load_checkpoint_params
@@ -18,6 +18,12 @@ from train.params import load_checkpoint_params
 BF16_PROBLEM = amp.bf16_problem()
 BFLOAT16 = np.dtype([('bfloat16', np.uint16)])        # how MXNet's infer_type names bfloat16
 LOW_PRECISION = {'bf16': BFLOAT16, 'fp16': np.dtype(np.float16)}
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    """40 training and 16 validation images with six classes."""
+    return make_dataset(tmp_path_factory.mktemp('amp_data'), 40, 16)
 
 
 def node_types(symbol, op_names):

@@ -25,9 +25,10 @@ def run_script(*args):
 
 @pytest.fixture(scope='module')
 def quick_run(tmp_path_factory):
-    """``bench/run.py --quick --only metric,inference`` into a temporary folder (about 15 s on 2 cores)."""
-    folder = tmp_path_factory.mktemp('bench')
-    result = run_script('bench/run.py', '--quick', '--only', 'inference,metric', '--parts-dir', str(folder),
+    """``make bench-quick`` (``bench/run.py --quick``, every part) into temporary folders (about 45 s on 2 cores
+    with the 300 test images to generate)."""
+    folder, work = tmp_path_factory.mktemp('bench'), tmp_path_factory.mktemp('bench_work')
+    result = run_script('bench/run.py', '--quick', '--parts-dir', str(folder), '--work-dir', str(work),
                         '--results', str(folder / 'results.json'), '--markdown', str(folder / 'RESULTS.md'))
     assert result.returncode == 0, result.stdout[-3000:]
     with open(folder / 'results.json') as handle:
@@ -37,15 +38,21 @@ def quick_run(tmp_path_factory):
 
 def test_quick_run_writes_valid_rows(quick_run):
     folder, results, _ = quick_run
-    assert results['quick'] is True and results['parts'] == ['metric', 'inference']     # running order
-    assert results['failures'] == [] and sorted(os.listdir(folder)) == [
-        'RESULTS.md', 'inference_results.json', 'metric_results.json', 'results.json']   # no temporary left
+    parts = ['data', 'metric', 'inference', 'train_step', 'time_to_accuracy']          # running order
+    assert results['quick'] is True and results['parts'] == parts
+    assert results['failures'] == [] and results['skipped'] == []
+    assert sorted(os.listdir(folder)) == sorted(['RESULTS.md', 'results.json'] + [
+        part + '_results.json' for part in parts])                                      # no temporary left
     rows = results['rows']
-    assert [row['part'] for row in rows] == ['metric', 'metric', 'inference', 'inference']
+    # time to accuracy writes no rows in a quick run: a scaled-down training would not measure it
+    assert [row['part'] for row in rows] == ['data'] * 3 + ['metric'] * 2 + ['inference'] * 2 + ['train_step'] * 2
     for row in rows:
         assert ROW_KEYS <= set(row), row
-        assert row['ours'] > 0 and row['peer'] > 0, row
-    metric_rows, inference_rows = rows[:2], rows[2:]
+        assert row['peer'] > 0 and (row.get('applicable') is False or row['ours'] > 0), row
+    data_rows, metric_rows, inference_rows, step_rows = rows[:3], rows[3:5], rows[5:7], rows[7:]
+    assert [row['target'] for row in data_rows] == [1.2, 0.5, 2.0]
+    for row in data_rows + inference_rows:      # rates: ours over the peer's (ratio rounded to 3 decimals)
+        assert row['ratio'] == pytest.approx(row['ours'] / row['peer'], rel=2e-3, abs=1e-3)
     for row in metric_rows:                     # seconds: the ratio is the peer's time over ours
         assert row['unit'] == 's' and row['target'] == 5.0
         assert row['ratio'] == pytest.approx(row['peer'] / row['ours'], rel=2e-3)
@@ -55,8 +62,11 @@ def test_quick_run_writes_valid_rows(quick_run):
     assert [row['batch_size'] for row in inference_rows] == [1, 8]
     for row in inference_rows:                  # images/s: INT8 over FP32
         assert row['unit'] == 'img/s' and row['peer_name'] == 'FP32 deploy graph'
-        assert row['ratio'] == pytest.approx(row['ours'] / row['peer'], rel=2e-3)
         assert 0 <= row['detections_per_image'] <= 400 and row['weights'] == 'random (seed 0)'
+    float32, bf16 = step_rows
+    assert float32['target'] == 1.0 and float32['ratio'] == pytest.approx(float32['ours'] / float32['peer'], rel=0.02)
+    assert bf16['target'] == 1.5 and bf16['peer'] == float32['peer']                   # both against gluoncv float32
+    assert (bf16['applicable'] is False) == (report.verdict(bf16) == 'n/a') == (bf16['ratio'] is None)
     machine = results['machine']
     assert machine['cores'] >= 1 and machine['mxnet'] == '1.9.1' and 'MKLDNN' in machine['mxnet_features']
     assert set(machine['cpu_flags']) == set(report.CPU_FLAGS) and machine['threads']['OMP_NUM_THREADS']
