@@ -15,7 +15,6 @@ the weights are random (Xavier). Each batch is timed from ``forward`` until ever
 """
 import argparse
 import dataclasses
-import json
 import os
 import statistics
 import time
@@ -24,7 +23,7 @@ from config.cli import add_device_args, comma_ints
 from config.defaults import BENCHMARK, DATA, TRAIN
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
-from tools.atomic import atomic_open
+from tools import atomic
 
 BATCH_SIZES = BENCHMARK['batch_sizes']    # see config/defaults.py
 NUM_CLASS = BENCHMARK['num_class']
@@ -214,9 +213,8 @@ def benchmark(args):
 
 def write_json(path, results):
     """``{'threads': OMP_NUM_THREADS, 'results': [BenchmarkResult as dict, ...]}``, written atomically."""
-    with atomic_open(path) as handle:
-        json.dump(dict(threads=os.environ.get('OMP_NUM_THREADS'),
-                       results=[dataclasses.asdict(result) for result in results]), handle, indent=2)
+    atomic.write_json(path, dict(threads=os.environ.get('OMP_NUM_THREADS'),
+                                 results=[dataclasses.asdict(result) for result in results]), indent=2)
 
 
 def main(args):

@@ -230,11 +230,8 @@ def annotate(image_bgr, detections, class_names, thresh):
 
 def write_results(out, results):
     """``<out>/detections.json``, written atomically; returns its path."""
-    from tools.atomic import atomic_open
-    path = os.path.join(out, RESULTS_NAME)
-    with atomic_open(path) as handle:
-        json.dump(results, handle, indent=1)
-    return path
+    from tools.atomic import write_json
+    return write_json(os.path.join(out, RESULTS_NAME), results, indent=1)
 
 
 def run_images(args, paths, class_names, detect, about):

@@ -66,7 +66,7 @@ def run(args):
     from evaluate import quantize_net
     from evaluate.model import bind_detector, load_model
     from evaluate.report import format_ap_table
-    from tools.atomic import atomic_open
+    from tools.atomic import write_json
 
     check_args(args)
     quantize_net.check_mkldnn()
@@ -101,8 +101,7 @@ def run(args):
         speedup=rows['INT8']['images_per_second'] / rows['FP32']['images_per_second'],
         map_change=rows['INT8']['mAP'] - rows['FP32']['mAP'],
         cpu=cpu, cpu_vnni=quantize_net.VNNI_FLAG in flags)
-    with atomic_open(out_prefix + '-quantization.json') as handle:
-        json.dump(summary, handle, indent=1, sort_keys=True)
+    write_json(out_prefix + '-quantization.json', summary, indent=1, sort_keys=True)
 
     print('\n'.join(format_ap_table({title: aps[title] for title in modules})))
     print('%d images evaluated (the first %d also calibrated the INT8 ranges); speed: median of %d forwards of '

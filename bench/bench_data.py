@@ -13,7 +13,6 @@ Rows (each a ratio project / peer, median of ``--repeats`` alternating runs afte
 Usage: ``python bench/bench_data.py [--quick]``. Prints one table and writes ``bench/data_results.json``.
 """
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -22,7 +21,7 @@ import sys
 import time
 
 from config.runtime import available_cores, configure_threads, cpu_model_and_flags
-from tools.atomic import atomic_open
+from tools.atomic import write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = {'pack_reencode': 1.2, 'pack_pass_through': 0.5, 'loading': 2.0}
@@ -226,9 +225,7 @@ def main(args):
     print_table(rows, args.quick)
     result = dict(machine=machine_description(), quick=args.quick, num_images=args.num_images, repeats=args.repeats,
                   num_thread=args.num_thread, rows=rows)
-    with atomic_open(args.out) as handle:
-        json.dump(result, handle, indent=2)
-    print('wrote %s' % args.out)
+    print('wrote %s' % write_json(args.out, result, indent=2))
 
 
 if __name__ == '__main__':

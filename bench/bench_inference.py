@@ -19,7 +19,6 @@ Usage: ``python bench/bench_inference.py [--quick]``. Prints one table and write
 ``bench/inference_results.json``.
 """
 import argparse
-import json
 import os
 import statistics
 import time
@@ -27,7 +26,7 @@ import time
 from config.cli import comma_ints
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
-from tools.atomic import atomic_open
+from tools.atomic import write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NETWORK = 'mobilenet0.25'       # the demo recipe's network (config/recipes.py DEMO)
@@ -238,9 +237,7 @@ def main(args):
     result = dict(date=time.strftime('%Y-%m-%d %H:%M'), load_average=[load_before, os.getloadavg()],
                   omp_num_threads=os.environ.get('OMP_NUM_THREADS'), quick=args.quick,
                   repeats=args.repeats, calib_images=CALIB_IMAGES, rows=rows)
-    with atomic_open(args.out) as handle:
-        json.dump(result, handle, indent=2)
-    print('wrote %s' % args.out)
+    print('wrote %s' % write_json(args.out, result, indent=2))
     return result
 
 

@@ -19,14 +19,13 @@ of the arrays into the separate inputs GluonCV takes, are done once before timin
 Usage: ``python bench/bench_metric.py [--quick]``. Prints one table and writes ``bench/metric_results.json``.
 """
 import argparse
-import json
 import os
 import statistics
 import time
 
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
-from tools.atomic import atomic_open
+from tools.atomic import write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = 5.0                 # the issue's target: at least 5x GluonCV's speed with identical values
@@ -235,9 +234,7 @@ def main(args):
     result = dict(date=time.strftime('%Y-%m-%d %H:%M'), load_average=[load_before, os.getloadavg()],
                   omp_num_threads=os.environ.get('OMP_NUM_THREADS'), quick=args.quick, num_images=args.num_images,
                   detections=args.detections, repeats=args.repeats, batch_size=BATCH_SIZE, rows=rows)
-    with atomic_open(args.out) as handle:
-        json.dump(result, handle, indent=2)
-    print('wrote %s' % args.out)
+    print('wrote %s' % write_json(args.out, result, indent=2))
     return result
 
 

@@ -15,13 +15,12 @@ applicable and the second training is not run.
 Usage: ``python bench/bench_time_to_accuracy.py [--quick] [--out FILE]``.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 
 from config.runtime import configure_threads
-from tools.atomic import atomic_open
+from tools.atomic import write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THRESHOLDS = (0.5, 0.6, 0.7)     # the issue's VOC07 mAP levels
@@ -118,8 +117,7 @@ def main(args):
                     if problem else bf16_row(history, train_demo(train_rec, val_rec, args.work_dir, amp='bf16')))
         for row in rows:
             print('%s: %s' % (row['name'], row['ours'] if row['ours'] is not None else row['error']))
-    with atomic_open(args.out) as handle:
-        json.dump(dict(rows=rows, history=history, quick=args.quick), handle, indent=2)
+    write_json(args.out, dict(rows=rows, history=history, quick=args.quick), indent=2)
     return rows
 
 

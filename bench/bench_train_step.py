@@ -383,7 +383,7 @@ def main(args):
         return
     from tqdm import tqdm
 
-    from tools.atomic import atomic_open
+    from tools.atomic import write_json
 
     pairs = QUICK_PAIRS if args.quick else PAIRS
     if args.data_shape:
@@ -408,9 +408,7 @@ def main(args):
              'in the step' if args.peer_targets == 'step' else 'precomputed (outside the step)'))
     result = dict(machine=machine, quick=args.quick, batch_size=args.batch_size, steps=args.steps,
                   warmup=args.warmup, repeats=args.repeats, peer_targets=args.peer_targets, table=table, rows=rows)
-    with atomic_open(args.out) as handle:
-        json.dump(result, handle, indent=2)
-    print('wrote %s' % args.out)
+    print('wrote %s' % write_json(args.out, result, indent=2))
 
 
 if __name__ == '__main__':

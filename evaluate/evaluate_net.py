@@ -45,7 +45,7 @@ from evaluate.eval_metric import IGNORED, MApMetric, VOC07MApMetric, match_batch
 from evaluate.model import available_epochs, bind_detector, load_model
 from evaluate.report import format_ap_table
 from symbol import multibox
-from tools.atomic import atomic_open, atomic_paths
+from tools.atomic import atomic_paths, write_json
 from train.params import split_params
 
 # New defaults of this module (candidates for config/defaults.py):
@@ -475,11 +475,6 @@ def json_ready(value):
     return value
 
 
-def write_json(path, value, indent=None):
-    with atomic_open(path) as handle:
-        json.dump(json_ready(value), handle, indent=indent)
-
-
 def write_outputs(out_dir, summary, results, curves, class_names):
     """detections.json, one pr_<class>.png per class, summary.json (last: it lists the others).
 
@@ -490,13 +485,13 @@ def write_outputs(out_dir, summary, results, curves, class_names):
     """
     paths = dict(detections=os.path.join(out_dir, 'detections.json'), summary=os.path.join(out_dir, 'summary.json'),
                  pr_curves=[os.path.join(out_dir, name) for name in curve_file_names(class_names)])
-    write_json(paths['detections'], results)
+    write_json(paths['detections'], json_ready(results))
     columns = summary['ap']
     for class_id, (name, path) in enumerate(zip(class_names, paths['pr_curves'])):
         plot_precision_recall(curves.curve(class_id), name, columns[VOC07_COLUMN][name],
                               columns[AREA_COLUMN][name], path)
     summary['outputs'] = paths
-    write_json(paths['summary'], summary, indent=2)
+    write_json(paths['summary'], json_ready(summary), indent=2)
     return paths
 
 

@@ -3,6 +3,7 @@
 A killed job leaves at most ``*.tmp-<pid>`` files behind, never a file that looks finished.
 """
 import contextlib
+import json
 import os
 
 
@@ -59,3 +60,11 @@ def atomic_open(path, mode='w', **kwargs):
     with atomic_paths(path) as (temp,):
         with open(temp, mode, **kwargs) as handle:
             yield handle
+
+
+def write_json(path, value, **dump_options):
+    """``value`` as JSON in ``path`` (``json.dump`` options, e.g. ``indent``), complete or not at all; returns
+    ``path``."""
+    with atomic_open(path) as handle:
+        json.dump(value, handle, **dump_options)
+    return path

@@ -12,7 +12,6 @@ puts them in this order:
 6. :class:`History` (epoch end), so each epoch's record holds its validation values;
 7. :class:`CurvePlotter` (epoch end), last: it draws the history.
 """
-import json
 import logging
 import math
 import time
@@ -22,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from config.errors import UserError
-from tools.atomic import atomic_open, atomic_paths
+from tools.atomic import atomic_paths, write_json
 from train.curves import plot_training_curves
 from train.params import checkpoint_paths, save_params
 
@@ -257,8 +256,7 @@ class KeepBest:
             return
         self.best = {'epoch': state.epoch + 1, 'mAP': value, 'metric': self.metric_name,
                      'params': state.last_checkpoint, 'ap_per_class': state.validation}
-        with atomic_open(self.path) as handle:
-            json.dump(self.best, handle, indent=2)
+        write_json(self.path, self.best, indent=2)
         LOG.info('Epoch[%d] best %s so far: %.4f, recorded in %s', state.epoch + 1, self.metric_name, value,
                  self.path)
 

@@ -30,7 +30,7 @@ from dataset.iterator import DetRecordIter, shared_label_width
 from evaluate.eval_metric import MApMetric, VOC07MApMetric
 from evaluate.report import format_ap_table
 from symbol import common, multibox, symbol_factory
-from tools.atomic import atomic_open
+from tools.atomic import atomic_open, write_json
 from train import amp, callbacks, params, schedule
 from train.initializer import SSDInitializer
 from train.metric import MultiBoxMetric
@@ -432,8 +432,7 @@ def write_run_files(opts, prefix, derived):
         handle.write(''.join(name + '\n' for name in opts.class_names))
     config = {key: value for key, value in dataclasses.asdict(opts).items() if key != 'ctx'}
     config.update(derived, ctx=[str(ctx) for ctx in opts.ctx], prefix=prefix, mxnet_version=mx.__version__)
-    with atomic_open(prefix + '-config.json') as handle:
-        json.dump(config, handle, indent=2, default=list)
+    write_json(prefix + '-config.json', config, indent=2, default=list)
 
 
 def check_prefix_is_free(opts, prefix):
