@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from config.runtime import available_cores, configure_threads, cpu_model_and_flags
+from config.runtime import available_cores, configure_threads
 from tools.atomic import write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -208,16 +208,9 @@ def print_table(rows, quick):
               'are judged on the full run (5000 images)')
 
 
-def machine_description():
-    import mxnet as mx
-
-    features = mx.runtime.Features()
-    return dict(cpu=cpu_model_and_flags()[0], cores=available_cores(),
-                omp_num_threads=os.environ.get('OMP_NUM_THREADS'), mxnet=mx.__version__,
-                mkldnn=features.is_enabled('MKLDNN'), date=time.strftime('%Y-%m-%d %H:%M'))
-
-
 def main(args):
+    from report import machine_description   # bench/report.py: this script's folder
+
     os.makedirs(args.work_dir, exist_ok=True)
     lst, root = make_dataset(args.work_dir, args.num_images)
     rows, rec = bench_packing(lst, root, args)

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from config.runtime import available_cores, configure_threads, cpu_model_and_flags
+from config.runtime import configure_threads, cpu_model_and_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 20                 # Pascal VOC, as both gluoncv models
@@ -363,17 +363,6 @@ def bf16_problem_text():
     return problem and 'this CPU (%s) has no oneDNN bfloat16 convolution: %s' % (cpu_model_and_flags()[0], problem)
 
 
-def machine_description():
-    import mxnet as mx
-
-    cpu, flags = cpu_model_and_flags()
-    return dict(cpu=cpu, cores=available_cores(),
-                omp_num_threads=os.environ.get('OMP_NUM_THREADS'), avx512_bf16='avx512_bf16' in flags,
-                avx512f='avx512f' in flags, mxnet=mx.__version__,
-                mkldnn=mx.runtime.Features().is_enabled('MKLDNN'), load_average=[round(v, 2) for v in os.getloadavg()],
-                date=time.strftime('%Y-%m-%d %H:%M'))
-
-
 def main(args):
     if args.side:
         print(json.dumps(run_side(args)))
@@ -401,10 +390,11 @@ def main(args):
             table += pair_table
             rows += pair_rows
     print_table(table)
-    machine = machine_description()
-    machine['load_average_before'] = [round(v, 2) for v in load_before]
+    from report import machine_description   # bench/report.py: this script's folder
+
+    machine = dict(machine_description(), load_average_start=[round(v, 2) for v in load_before])
     print('load average before / after: %s / %s; OMP_NUM_THREADS=%s; gluoncv targets: %s'
-          % (machine['load_average_before'], machine['load_average'], machine['omp_num_threads'],
+          % (machine['load_average_start'], machine['load_average'], os.environ.get('OMP_NUM_THREADS'),
              'in the step' if args.peer_targets == 'step' else 'precomputed (outside the step)'))
     result = dict(machine=machine, quick=args.quick, batch_size=args.batch_size, steps=args.steps,
                   warmup=args.warmup, repeats=args.repeats, peer_targets=args.peer_targets, table=table, rows=rows)

@@ -72,5 +72,6 @@ def test_tiny_run_table_and_machine(tiny_results):
     sides = [(row['side'], row['dtype']) for row in tiny_results['table']]
     assert sides == [('gluoncv', 'float32'), ('ours', 'float32'), ('ours', 'bf16')]
     machine = tiny_results['machine']
-    assert machine['omp_num_threads'] is not None and len(machine['load_average']) == 3
+    assert machine['threads']['OMP_NUM_THREADS'] and len(machine['load_average']) == 3
+    assert len(machine['load_average_start']) == 3 and machine['mxnet'] == '1.9.1'
     assert tiny_results['batch_size'] == 1 and tiny_results['steps'] == 1
