@@ -112,9 +112,9 @@ def main(args):
         rows = rows_from_history(history)
         from train import amp
 
-        problem = amp.bf16_problem()
-        rows.append(bf16_row(history, not_applicable='this CPU cannot run bfloat16 convolutions: %s' % problem)
-                    if problem else bf16_row(history, train_demo(train_rec, val_rec, args.work_dir, amp='bf16')))
+        reason = amp.bf16_unavailable_reason()
+        rows.append(bf16_row(history, not_applicable=reason) if reason
+                    else bf16_row(history, train_demo(train_rec, val_rec, args.work_dir, amp='bf16')))
         for row in rows:
             print('%s: %s' % (row['name'], row['ours'] if row['ours'] is not None else row['error']))
     write_json(args.out, dict(rows=rows, history=history, quick=args.quick), indent=2)

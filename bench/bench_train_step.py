@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from config.runtime import configure_threads, cpu_model_and_flags
+from config.runtime import configure_threads
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 20                 # Pascal VOC, as both gluoncv models
@@ -327,14 +327,15 @@ def rows_of_pair(network, data_shape, peer_model, summaries, batch_size, bf16_no
             ratio = summary['img_s'] / peer['img_s']
         table.append(dict(network=name, side=side, dtype=dtype, ratio=ratio, **summary))
         if side == 'ours':
+            applicable = summary.get('applicable', True)
             ratios.append(dict(
                 name='train step %s %d %s vs %s float32, batch %d' % (network, data_shape, dtype, peer_model,
                                                                       batch_size),
-                ours=rounded(summary.get('img_s')), peer=rounded(peer.get('img_s')), peer_name='gluoncv %s float32' %
-                peer_model, ratio=rounded(ratio, 3),
-                unit='img/s', target=TARGETS[dtype], met=(ratio is not None and ratio >= TARGETS[dtype]) if summary.get('applicable', True) else None,
+                ours=rounded(summary.get('img_s')), peer=rounded(peer.get('img_s')),
+                peer_name='gluoncv %s float32' % peer_model, ratio=rounded(ratio, 3), unit='img/s',
+                target=TARGETS[dtype], met=(ratio is not None and ratio >= TARGETS[dtype]) if applicable else None,
                 ours_peak_mb=summary.get('peak_mb'), peer_peak_mb=peer.get('peak_mb'),
-                error=summary.get('error') or peer.get('error'), applicable=summary.get('applicable', True)))
+                error=summary.get('error') or peer.get('error'), applicable=applicable))
     return table, ratios
 
 
@@ -355,14 +356,6 @@ def print_table(table):
                                                   '' if r['ratio'] is None else '%.2f' % r['ratio']))
 
 
-def bf16_problem_text():
-    """Why ``--amp bf16`` cannot run on this CPU (train/amp.py's probe), or None when it can."""
-    from train import amp
-
-    problem = amp.bf16_problem()
-    return problem and 'this CPU (%s) has no oneDNN bfloat16 convolution: %s' % (cpu_model_and_flags()[0], problem)
-
-
 def main(args):
     if args.side:
         print(json.dumps(run_side(args)))
@@ -377,7 +370,9 @@ def main(args):
     pairs = QUICK_PAIRS if args.quick else PAIRS
     if args.data_shape:
         pairs = {(network, args.data_shape): peer for (network, _), peer in pairs.items()}
-    bf16_not_applicable = bf16_problem_text() if args.amp == 'bf16' else None
+    from train import amp
+
+    bf16_not_applicable = amp.bf16_unavailable_reason() if args.amp == 'bf16' else None
     runs_per_pair = args.repeats * (3 if args.amp == 'bf16' and not bf16_not_applicable else 2)
     load_before = os.getloadavg()
     table, rows = [], []

@@ -26,7 +26,6 @@ from int8 and the mean-subtracted pixels are the widest-ranged input of the netw
 """
 import collections
 import dataclasses
-import json
 import re
 import time
 
@@ -38,6 +37,7 @@ from config.errors import UserError
 from dataset.iterator import DetRecordIter
 from evaluate.eval_metric import MApMetric, VOC07MApMetric, box_iou
 from symbol import multibox
+from symbol.common import graph_nodes
 from tools.atomic import atomic_paths
 
 CALIB_MODES = ('naive', 'entropy')          # how the value ranges are found (see the module notes)
@@ -97,11 +97,6 @@ def check_options(calib_mode, quantized_dtype, num_calib_batches, batch_size):
         raise UserError('--num-calib-batches %d must be at least 1' % num_calib_batches)
     if batch_size < 1:
         raise UserError('--batch-size %d must be at least 1' % batch_size)
-
-
-def graph_nodes(symbol):
-    """The nodes of ``symbol``'s JSON graph: dicts with ``op``, ``name``, ``inputs`` and maybe ``attrs``."""
-    return json.loads(symbol.tojson())['nodes']
 
 
 def first_conv_names(symbol, data_name='data'):

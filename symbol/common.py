@@ -11,6 +11,7 @@ Parameter names created here (``<layer>`` is a backbone feature name such as ``r
 Only the class heads depend on the number of classes (see :func:`is_class_head_param`).
 """
 import collections
+import json
 
 import mxnet as mx
 
@@ -20,6 +21,11 @@ from symbol import multibox
 LOC_HEAD = '_loc_pred_conv'          # suffix of the box-offset head convolutions
 CLS_HEAD = '_cls_pred_conv'          # suffix of the class head convolutions
 SCALE_WD_MULT = 0.1                  # weight-decay multiplier of the L2-normalization scales
+
+
+def graph_nodes(symbol):
+    """The nodes of ``symbol``'s JSON graph: dicts with ``op``, ``name``, ``inputs`` and maybe ``attrs``."""
+    return json.loads(symbol.tojson())['nodes']
 
 
 # --- backbone building blocks shared by resnet, mobilenet and mobilenetv2 ----------------------------------

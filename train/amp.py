@@ -13,10 +13,10 @@ bfloat16 has float32's exponent range, so it needs no loss scaling. float16 does
 scaling only to Gluon Trainers, so the Module graph gets a static one: the losses' gradients are multiplied by
 ``loss_scale`` inside the graph (their ``grad_scale``) and the optimizer divides by it (``rescale_grad``).
 
-Where the precision cannot run, :func:`check_supported` raises one-line errors: fp16 needs GPU contexts (MXNet's
-CPU float16 convolution is a slow reference kernel); bf16 needs CPU contexts and oneDNN bfloat16 kernels, which
-exist on CPUs with AVX-512 (fast with AVX512_BF16 or AMX; emulated, and slower than float32, with plain
-AVX-512). A tiny bfloat16 convolution is run once to find out.
+Where the precision cannot run, :func:`check_supported` raises one-line errors: fp16 needs GPU contexts (MXNet
+1.9.1 has no CPU float16 GEMM: 'FP16 gemm on cpu not implemented'); bf16 needs CPU contexts and oneDNN
+bfloat16 kernels, which exist on CPUs with AVX-512 (fast with AVX512_BF16 or AMX; emulated, and slower than
+float32, with plain AVX-512). A tiny bfloat16 convolution is run once to find out.
 """
 import contextlib
 import functools
@@ -30,6 +30,7 @@ import mxnet as mx
 from config.defaults import AMP_MODES as MODES
 from config.errors import UserError
 from config.runtime import cpu_model_and_flags
+from symbol.common import graph_nodes
 
 LOG = logging.getLogger('train')
 
@@ -42,11 +43,6 @@ FLOAT32_NODE_OPS = ('_contrib_MultiBoxPrior', '_contrib_MultiBoxTarget', '_contr
 LOSS_OPS = ('SoftmaxOutput', 'MakeLoss')      # the train graph's loss heads: their grad_scale carries the scale
 BF16_OPS = ['Convolution']                    # MXNet 1.9.1's bfloat16 list is Convolution and FullyConnected
 FAST_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
-
-
-def graph_nodes(symbol):
-    """The nodes of ``symbol``'s JSON graph (dicts with ``op``, ``name``, ``inputs``, maybe ``attrs``)."""
-    return json.loads(symbol.tojson())['nodes']
 
 
 def convert_symbol(symbol, mode):
@@ -132,15 +128,21 @@ def check_supported(mode, contexts):
     if kinds != {'cpu'}:
         raise UserError('--amp bf16 runs on the CPU only (MXNet\'s bfloat16 kernels are oneDNN\'s); on GPUs use '
                         '--amp fp16')
+    reason = bf16_unavailable_reason()
+    if reason:
+        raise UserError('--amp bf16: %s; it needs AVX-512, best with AVX512_BF16 or AMX (Intel Cooper Lake, '
+                        'Sapphire Rapids or later, AMD Zen 4); train in float32 (leave --amp out)' % reason)
     cpu, flags = cpu_model_and_flags()
-    problem = bf16_problem()
-    if problem:
-        raise UserError('--amp bf16: this CPU (%s) cannot run bfloat16 convolutions (oneDNN: %s); it needs '
-                        'AVX-512, best with AVX512_BF16 or AMX (Intel Cooper Lake, Sapphire Rapids or later, AMD '
-                        'Zen 4); train in float32 (leave --amp out)' % (cpu, problem))
     if not flags & set(FAST_BF16_FLAGS):
         LOG.warning('--amp bf16: this CPU (%s) has no AVX512_BF16 or AMX instructions; oneDNN emulates bfloat16 '
                     'with AVX-512, usually slower than float32', cpu)
+
+
+def bf16_unavailable_reason():
+    """'this CPU (<model>) cannot run bfloat16 convolutions (oneDNN: <error>)', or None where it can."""
+    problem = bf16_problem()
+    return problem and 'this CPU (%s) cannot run bfloat16 convolutions (oneDNN: %s)' % (
+        cpu_model_and_flags()[0], problem)
 
 
 @functools.lru_cache(maxsize=None)

@@ -78,8 +78,8 @@ def optimizer_params(optimizer, lr, momentum, wd, lr_scheduler, num_devices, beg
     -------
     dict
     """
-    params = dict(learning_rate=lr, wd=wd, lr_scheduler=lr_scheduler, rescale_grad=1.0 / (max(num_devices, 1) * loss_scale),
-                  begin_num_update=begin_num_update)
+    params = dict(learning_rate=lr, wd=wd, lr_scheduler=lr_scheduler,
+                  rescale_grad=1.0 / (max(num_devices, 1) * loss_scale), begin_num_update=begin_num_update)
     if optimizer == 'sgd':
         params['momentum'] = momentum
     else:
