@@ -1,9 +1,13 @@
 """Building blocks of the SSD body (extra feature layers, L2 normalization, the multibox heads) and of the
 backbones (convolution + BatchNorm set up as gluon's, gluon parameter-name maps, width checks).
 
-Parameter names created here (``<layer>`` is a backbone feature name such as ``relu4_3`` or ``extra1``)::
+Parameter names follow MXNet's SSD example (``example/ssd/symbol/common.py``), so checkpoints move between
+the two unchanged. ``<layer>`` is a feature layer's name: a backbone layer such as ``relu4_3``, or
+``multi_feat_<k>_conv_3x3_relu`` for an extra layer, ``k`` its 0-based position among all feature layers
+(the first extra layer of vgg16_reduced, after ``relu4_3`` and ``relu7``, is ``multi_feat_2``)::
 
-    extra{k}_1x1_weight/_bias, extra{k}_3x3_weight/_bias   extra layer k (1-based)
+    multi_feat_{k}_conv_1x1_conv_weight/_bias              extra layer k, 1x1 convolution
+    multi_feat_{k}_conv_3x3_conv_weight/_bias              extra layer k, 3x3 convolution
     <layer>_scale                 (1, C, 1, 1) learnable L2-normalization scale
     <layer>_loc_pred_conv_weight/_bias                     box-offset head, 4 outputs per anchor
     <layer>_cls_pred_conv_weight/_bias                     class head, 1 + num_classes outputs per anchor
@@ -111,13 +115,18 @@ def is_prediction_head_param(param_name):
 
 
 def conv_relu(data, name, num_filter, kernel, stride=1, pad=0):
-    """Convolution ``name`` (with bias) followed by ReLU ``name + '_relu'``; returns (B, F, h', w')."""
+    """Convolution ``name + '_conv'`` (with bias), then ReLU ``name + '_relu'``; returns (B, F, h', w')."""
     conv = mx.sym.Convolution(data, kernel=(kernel, kernel), stride=(stride, stride), pad=(pad, pad),
-                              num_filter=num_filter, name=name)
+                              num_filter=num_filter, name=name + '_conv')
     return mx.sym.Activation(conv, act_type='relu', name=name + '_relu')
 
 
-def extra_layers(body, num_filters, strides, pads):
+def extra_layer_name(position):
+    """The name of the extra feature layer at 0-based ``position`` among all feature layers."""
+    return 'multi_feat_%d_conv_3x3_relu' % position
+
+
+def extra_layers(body, num_filters, strides, pads, first_position, min_1x1_filters=0):
     """Feature layers added after the backbone: each a 1x1 convolution to half the filters, then a 3x3.
 
     Parameters
@@ -126,18 +135,23 @@ def extra_layers(body, num_filters, strides, pads):
         (B, C, h, w) the backbone's last feature layer.
     num_filters, strides, pads : sequence of int
         Output filters, stride and padding of each extra layer's 3x3 convolution.
+    first_position : int
+        0-based position of the first extra layer among all feature layers (the number of backbone
+        feature layers); it numbers the layer names as MXNet's SSD example does.
+    min_1x1_filters : int
+        Lower bound of the 1x1 convolution's filters: ``max(min_1x1_filters, F // 2)`` (the example uses 128).
 
     Returns
     -------
     collections.OrderedDict
-        ``'extra1'``, ``'extra2'``, ... -> (B, F_k, h_k, w_k) symbols, each computed from the previous one.
+        ``'multi_feat_<k>_conv_3x3_relu'`` -> (B, F_k, h_k, w_k) symbols, each computed from the previous one.
     """
     layers = collections.OrderedDict()
-    for number, (num_filter, stride, pad) in enumerate(zip(num_filters, strides, pads), start=1):
-        name = 'extra%d' % number
-        squeezed = conv_relu(body, name + '_1x1', num_filter // 2, kernel=1)
-        body = conv_relu(squeezed, name + '_3x3', num_filter, kernel=3, stride=stride, pad=pad)
-        layers[name] = body
+    for position, (num_filter, stride, pad) in enumerate(zip(num_filters, strides, pads), start=first_position):
+        prefix = 'multi_feat_%d_conv' % position
+        squeezed = conv_relu(body, prefix + '_1x1', max(min_1x1_filters, num_filter // 2), kernel=1)
+        body = conv_relu(squeezed, prefix + '_3x3', num_filter, kernel=3, stride=stride, pad=pad)
+        layers[extra_layer_name(position)] = body
     return layers
 
 

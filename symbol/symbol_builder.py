@@ -18,7 +18,8 @@ def backbone_module(backbone):
     return importlib.import_module('symbol.' + backbone)
 
 
-def feature_maps(data, backbone, backbone_kwargs, from_layers, extra_filters, extra_strides, extra_pads):
+def feature_maps(data, backbone, backbone_kwargs, from_layers, extra_filters, extra_strides, extra_pads,
+                 extra_min_1x1=0):
     """The feature layers that carry heads: the named backbone layers, then the extra layers.
 
     Parameters
@@ -33,6 +34,8 @@ def feature_maps(data, backbone, backbone_kwargs, from_layers, extra_filters, ex
         Backbone layer names, in order; the extra layers grow from the last one.
     extra_filters, extra_strides, extra_pads : sequence of int
         Filters, stride and padding of each extra layer's 3x3 convolution.
+    extra_min_1x1 : int
+        Fewest filters of an extra layer's 1x1 convolution (otherwise half its 3x3 filters).
 
     Returns
     -------
@@ -41,7 +44,8 @@ def feature_maps(data, backbone, backbone_kwargs, from_layers, extra_filters, ex
     """
     available = backbone_module(backbone).feature_layers(data, **backbone_kwargs)
     features = OrderedDict((name, available[name]) for name in from_layers)
-    features.update(common.extra_layers(features[from_layers[-1]], extra_filters, extra_strides, extra_pads))
+    features.update(common.extra_layers(features[from_layers[-1]], extra_filters, extra_strides, extra_pads,
+                                        first_position=len(from_layers), min_1x1_filters=extra_min_1x1))
     return features
 
 
@@ -58,7 +62,7 @@ def ssd_body(num_classes, data_shape, sizes, ratios, normalizations, steps, **fe
         Per feature layer; see :func:`symbol.common.multibox_layers`.
     **feature_settings :
         ``backbone``, ``backbone_kwargs``, ``from_layers``, ``extra_filters``, ``extra_strides``,
-        ``extra_pads``; see :func:`feature_maps`.
+        ``extra_pads``, ``extra_min_1x1``; see :func:`feature_maps`.
 
     Returns
     -------

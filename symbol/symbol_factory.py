@@ -6,7 +6,10 @@ dict of the keyword arguments of :func:`symbol.symbol_builder.ssd_body`:
 - ``backbone`` / ``backbone_kwargs``: module in :mod:`symbol` and the arguments of its ``feature_layers``;
 - ``from_layers``: backbone layers that carry heads (names from the backbone's docstring);
 - ``extra_filters`` / ``extra_strides`` / ``extra_pads``: extra layers grown from the last backbone layer,
-  each a 1x1 convolution to half the filters then a 3x3 convolution with this stride and padding;
+  each a 1x1 convolution to half the filters (at least ``extra_min_1x1``) then a 3x3 convolution with this
+  stride and padding; layer ``k`` of all feature layers (0-based) is named ``multi_feat_<k>_conv_3x3_relu``
+  and its parameters ``multi_feat_<k>_conv_1x1_conv_*`` / ``multi_feat_<k>_conv_3x3_conv_*``, as in MXNet's
+  SSD example, whose networks (vgg16_reduced) also take its 128-filter floor;
 - per feature layer (backbone layers then extra layers): ``sizes`` (anchor sides, fractions of the input),
   ``ratios`` (aspect ratios), ``normalizations`` (initial L2-normalization scale, None: not normalized) and
   ``steps`` (anchor spacing in pixels; None: input side / feature side).
@@ -28,6 +31,7 @@ SHAPE_STEP = 32                                    # their input side must be di
 
 RATIOS_3 = (1, 2, .5)                              # square, wide, tall
 RATIOS_5 = (1, 2, .5, 3, 1. / 3)                   # plus very wide and very tall
+EXAMPLE_MIN_1X1 = 128                              # MXNet's SSD example: its extra 1x1 convs have >= 128 filters
 SIZES_6 = ((.1, .141), (.2, .272), (.37, .447), (.54, .619), (.71, .79), (.88, .961))
 SIZES_7 = ((.07, .1025), (.15, .2121), (.3, .3674), (.45, .5196), (.6, .6708), (.75, .8216), (.9, .9721))
 
@@ -35,6 +39,7 @@ VGG16_REDUCED_300 = dict(               # SSD300 of the paper: 8732 anchors
     backbone='vgg16_reduced', backbone_kwargs={},
     from_layers=('relu4_3', 'relu7'),
     extra_filters=(512, 256, 256, 256), extra_strides=(2, 2, 1, 1), extra_pads=(1, 1, 0, 0),
+    extra_min_1x1=EXAMPLE_MIN_1X1,
     sizes=SIZES_6, ratios=(RATIOS_3, RATIOS_5, RATIOS_5, RATIOS_5, RATIOS_3, RATIOS_3),
     normalizations=(20, None, None, None, None, None),
     steps=(8, 16, 32, 64, 100, 300),
@@ -43,6 +48,7 @@ VGG16_REDUCED_512 = dict(               # SSD512 of the paper: 24564 anchors
     backbone='vgg16_reduced', backbone_kwargs={},
     from_layers=('relu4_3', 'relu7'),
     extra_filters=(512, 256, 256, 256, 256), extra_strides=(2, 2, 2, 2, 2), extra_pads=(1, 1, 1, 1, 1),
+    extra_min_1x1=EXAMPLE_MIN_1X1,
     sizes=SIZES_7, ratios=(RATIOS_3, RATIOS_5, RATIOS_5, RATIOS_5, RATIOS_5, RATIOS_3, RATIOS_3),
     normalizations=(20, None, None, None, None, None, None),
     steps=(8, 16, 32, 64, 128, 256, 512),
@@ -50,21 +56,21 @@ VGG16_REDUCED_512 = dict(               # SSD512 of the paper: 24564 anchors
 RESNET = dict(                          # strides 16 and 32, then four extra layers (6132 anchors at 512)
     backbone='resnet', backbone_kwargs={'num_layers': 50, 'use_global_stats': False},
     from_layers=('stage3', 'stage4'),
-    extra_filters=(512, 256, 256, 128), extra_strides=(2, 2, 2, 2), extra_pads=(1, 1, 1, 1),
+    extra_filters=(512, 256, 256, 128), extra_strides=(2, 2, 2, 2), extra_pads=(1, 1, 1, 1), extra_min_1x1=0,
     sizes=SIZES_6, ratios=(RATIOS_3, RATIOS_5, RATIOS_5, RATIOS_5, RATIOS_3, RATIOS_3),
     normalizations=(None,) * 6, steps=None,
 )
 MOBILENET = dict(                       # strides 16 and 32, then four extra layers
     backbone='mobilenet', backbone_kwargs={'multiplier': 1.0, 'use_global_stats': False},
     from_layers=('relu22', 'relu26'),
-    extra_filters=(512, 256, 256, 128), extra_strides=(2, 2, 2, 2), extra_pads=(1, 1, 1, 1),
+    extra_filters=(512, 256, 256, 128), extra_strides=(2, 2, 2, 2), extra_pads=(1, 1, 1, 1), extra_min_1x1=0,
     sizes=SIZES_6, ratios=(RATIOS_3,) + (RATIOS_5,) * 5,
     normalizations=(None,) * 6, steps=None,
 )
 MOBILENETV2 = dict(                     # SSDLite layout: the stride-16 expansion and the head, four extras
     backbone='mobilenetv2', backbone_kwargs={'multiplier': 1.0, 'use_global_stats': False},
     from_layers=('block13_expand', 'head'),
-    extra_filters=(512, 256, 256, 128), extra_strides=(2, 2, 2, 2), extra_pads=(1, 1, 1, 1),
+    extra_filters=(512, 256, 256, 128), extra_strides=(2, 2, 2, 2), extra_pads=(1, 1, 1, 1), extra_min_1x1=0,
     sizes=SIZES_6, ratios=(RATIOS_3,) + (RATIOS_5,) * 5,
     normalizations=(None,) * 6, steps=None,
 )
@@ -191,7 +197,8 @@ def check_feature_maps(settings, network):
     """UserError unless every named backbone layer exists and every feature map is at least 1x1."""
     data_shape = settings['data_shape']
     feature_settings = {key: settings[key] for key in ('backbone', 'backbone_kwargs', 'from_layers',
-                                                       'extra_filters', 'extra_strides', 'extra_pads')}
+                                                       'extra_filters', 'extra_strides', 'extra_pads',
+                                                       'extra_min_1x1')}
     available = symbol_builder.backbone_module(settings['backbone']).feature_layers(
         mx.sym.Variable('data'), **settings['backbone_kwargs'])
     unknown = [name for name in settings['from_layers'] if name not in available]

@@ -36,7 +36,7 @@ def test_configuration_and_classes_come_from_the_checkpoint(trained):
     assert model.network_overrides['from_layers'] == ['relu22', 'relu26']
     attrs = model.deploy_symbol().attr_dict()
     assert float(attrs['detection']['nms_threshold']) == 0.3
-    assert 'relu22_anchors' in attrs and not any(name.startswith('extra') for name in attrs)
+    assert 'relu22_anchors' in attrs and not any(name.startswith('multi_feat') for name in attrs)
     args, auxs = model.deploy_params()
     assert set(args) == set(model.deploy_symbol().list_arguments()) - {'data'}
     assert available_epochs(prefix) == [1, 2]

@@ -136,7 +136,7 @@ def test_graph_nodes_carry_the_settings_of_multibox():
     assert attrs['loc_loss']['normalization'] == 'valid'
     # steps of SSD300 in pixels, divided by the input side: 8 / 300 on relu4_3, 300 / 300 on the last layer
     assert attrs['relu4_3_anchors']['steps'] == str((8 / 300, 8 / 300))
-    assert attrs['extra4_anchors']['steps'] == '(1.0, 1.0)'
+    assert attrs['multi_feat_5_conv_3x3_relu_anchors']['steps'] == '(1.0, 1.0)'
     default = symbol_factory.get_symbol('mobilenet', 256, NUM_CLASSES).attr_dict()['detection']
     assert (float(default['nms_threshold']), default['force_suppress'], int(default['nms_topk'])) == (
         0.45, 'False', 400)
@@ -188,7 +188,7 @@ def test_bad_overrides_are_one_line_errors(overrides, words):
 
 def test_extra_layers_that_would_be_empty_are_a_user_error():
     # strides 2, 2, 2, 2 with pads 1, 1, 0, 0 at 300: sides 19 -> 10 -> 5 -> 2 -> 0
-    with pytest.raises(UserError, match="feature layer 'extra4' would be empty"):
+    with pytest.raises(UserError, match="feature layer 'multi_feat_5_conv_3x3_relu' would be empty"):
         symbol_factory.get_symbol('vgg16_reduced', 300, NUM_CLASSES, extra_strides=(2, 2, 2, 2))
 
 

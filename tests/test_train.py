@@ -135,7 +135,7 @@ def test_network_overrides_std_and_anchor_overlap_reach_the_graph_and_the_config
     tiny_run(data[0], prefix, network_overrides=overrides, std_pixels=(58.0, 57.0, 56.0), anchor_overlap=0.4)
     symbol = mx.sym.load(prefix + '-symbol.json')
     names = symbol.list_arguments()
-    assert 'relu22_cls_pred_conv_weight' in names and not any(name.startswith('extra') for name in names)
+    assert 'relu22_cls_pred_conv_weight' in names and not any(name.startswith('multi_feat') for name in names)
     assert float(symbol.attr_dict()['multibox_target']['overlap_threshold']) == 0.4
     with open(prefix + '-config.json') as handle:
         config = json.load(handle)
@@ -202,7 +202,8 @@ def test_finetune_with_fewer_classes_resets_the_heads_and_keeps_frozen_body(base
         assert before[name].shape[0] // 7 == after[name].shape[0] // 4
     for name in ('conv0_weight', 'conv13_weight', 'conv26_weight'):
         assert np.array_equal(before[name].asnumpy(), after[name].asnumpy()), name
-    assert not np.array_equal(before['extra1_1x1_weight'].asnumpy(), after['extra1_1x1_weight'].asnumpy())
+    extra = 'multi_feat_2_conv_1x1_conv_weight'   # the first extra layer, after the two backbone layers
+    assert not np.array_equal(before[extra].asnumpy(), after[extra].asnumpy())
     with open(prefix + '.classes') as handle:
         assert handle.read().split() == ['circle', 'square', 'triangle']
 
