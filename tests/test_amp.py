@@ -187,6 +187,6 @@ def test_bf16_training_learns_like_float32_and_saves_a_float32_checkpoint(data, 
         assert run['history'][-1]['CrossEntropy'] < run['history'][0]['CrossEntropy']
     assert mixed['history'][-1]['CrossEntropy'] == pytest.approx(plain['history'][-1]['CrossEntropy'], rel=0.1)
     args = load_checkpoint_params(str(tmp_path / 'bf16'), 3, 'test')[0]
-    assert {array.dtype for array in args.values()} == {np.dtype(np.float32)}
+    assert {np.dtype(array.dtype) for array in args.values()} == {np.dtype(np.float32)}   # NDArray.dtype is a type
     with open(str(tmp_path / 'bf16') + '-symbol.json') as handle:
         assert 'amp_cast' not in handle.read()
