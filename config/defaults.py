@@ -4,6 +4,8 @@ Library code takes plain keyword arguments; entry scripts read their defaults fr
 config with ``--opts KEY VALUE`` overrides is merged on top of these dictionaries.
 """
 
+EXAMPLE_MEAN_PIXELS = (123, 117, 104)          # MXNet's SSD example's input mean: its checkpoints (no -config.json)
+
 DATA = dict(
     data_shape=300,                            # network input side in pixels (square)
     batch_size=32,                             # images per batch, summed over devices

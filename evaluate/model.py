@@ -4,7 +4,8 @@
 input mean/std, classes, NMS settings) and ``<prefix>.classes``; :func:`load_model` rebuilds the same graph
 from them, so the user passes only ``--prefix`` and ``--epoch``. Checkpoints without those files (e.g. from
 MXNet's old SSD example) load too when ``--network``, ``--data-shape`` and ``--num-class`` (or
-``--class-names``) are given. Flags that contradict the checkpoint are one-line errors naming both values.
+``--class-names``) are given; they are fed the example's input mean (123, 117, 104) unless the mean is given.
+Flags that contradict the checkpoint are one-line errors naming both values.
 """
 import dataclasses
 import json
@@ -12,7 +13,7 @@ import os
 
 import mxnet as mx
 
-from config.defaults import CLASSES_SUFFIX, DATA
+from config.defaults import CLASSES_SUFFIX, DATA, EXAMPLE_MEAN_PIXELS
 from config.errors import UserError
 from dataset.imdb import read_class_names
 from symbol import multibox, symbol_factory
@@ -140,7 +141,8 @@ def load_model(prefix, epoch, network=None, data_shape=None, num_class=None, cla
         Optional; must agree with the checkpoint's configuration (``data_shape`` may differ: the networks
         are fully convolutional, anchors follow the feature maps). Needed when there is no configuration.
     nms_thresh, force_suppress, mean_pixels, std_pixels :
-        Optional overrides of the trained values.
+        Optional overrides of the trained values. Without them and without a ``-config.json`` the mean is
+        :data:`config.defaults.EXAMPLE_MEAN_PIXELS` (what MXNet's SSD example trained with).
 
     Returns
     -------
@@ -159,7 +161,8 @@ def load_model(prefix, epoch, network=None, data_shape=None, num_class=None, cla
         network=pick('--network', network, config.get('network')),
         data_shape=data_shape if data_shape is not None else pick('--data-shape', None, config.get('data_shape')),
         class_names=resolve_class_names(prefix, config, num_class, class_names),
-        mean_pixels=tuple(mean_pixels or config.get('mean_pixels') or DATA['mean_pixels']),
+        mean_pixels=tuple(mean_pixels or config.get('mean_pixels') or
+                          (DATA['mean_pixels'] if config else EXAMPLE_MEAN_PIXELS)),
         std_pixels=tuple(std_pixels or config.get('std_pixels') or DATA['std_pixels']),
         network_overrides=dict(config.get('network_overrides') or {}),
         nms_thresh=nms_thresh if nms_thresh is not None else (config.get('nms_thresh') or nms_default['nms_thresh']),
@@ -193,8 +196,10 @@ def check_params_fit(model, symbol):
     saved = dict(model.arg_params, **model.aux_params)
     missing = [name for name in shapes if name not in saved]
     if missing:
-        raise UserError('%s lacks %d parameters of network %s (e.g. %s); check --network' % (
-            source, len(missing), model.network, ', '.join(missing[:3])))
+        saved_shapes = {name: tuple(value.shape) for name, value in saved.items()}
+        raise UserError('%s lacks %d parameters of network %s (e.g. %s); check --network%s' % (
+            source, len(missing), model.network, ', '.join(missing[:3]),
+            symbol_factory.fitting_networks_hint(saved_shapes)))
     for name, shape in shapes.items():
         if tuple(saved[name].shape) != tuple(shape):
             raise UserError('%s: parameter %s has shape %s, network %s needs %s; check --network' % (

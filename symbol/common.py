@@ -16,6 +16,7 @@ Only the class heads depend on the number of classes (see :func:`is_class_head_p
 """
 import collections
 import json
+import re
 
 import mxnet as mx
 
@@ -153,6 +154,44 @@ def extra_layers(body, num_filters, strides, pads, first_position, min_1x1_filte
         body = conv_relu(squeezed, prefix + '_3x3', num_filter, kernel=3, stride=stride, pad=pad)
         layers[extra_layer_name(position)] = body
     return layers
+
+
+# The project's names of the extra layers before they followed the example (2026-11): extra layer n, 1-based.
+LEGACY_EXTRA_NAME = re.compile(r'^extra(\d+)_(1x1|3x3|loc_pred_conv|cls_pred_conv)_(weight|bias)$')
+
+
+def rename_legacy_extra_layers(names):
+    """New names for parameters of the project's earlier ``extra<n>_*`` naming; ``{}`` when there are none.
+
+    Extra layer ``n`` (1-based) of a network with ``F`` backbone feature layers is at position ``F + n - 1``;
+    ``F`` is the number of backbone layers carrying class heads (``<layer>_cls_pred_conv_weight``).
+
+    Parameters
+    ----------
+    names : collection of str
+        Parameter names of a checkpoint.
+
+    Returns
+    -------
+    dict
+        ``{old_name: new_name}``, e.g. ``'extra1_1x1_weight' -> 'multi_feat_2_conv_1x1_conv_weight'`` after two
+        backbone layers, ``'extra1_cls_pred_conv_bias' -> 'multi_feat_2_conv_3x3_relu_cls_pred_conv_bias'``.
+    """
+    legacy = {name: LEGACY_EXTRA_NAME.match(name) for name in names}
+    legacy = {name: match for name, match in legacy.items() if match}
+    if not legacy or any(name.startswith('multi_feat_') for name in names):
+        return {}
+    head_weight = CLS_HEAD + '_weight'
+    backbone_layers = sum(1 for name in names if name.endswith(head_weight) and name not in legacy)
+    renamed = {}
+    for name, match in legacy.items():
+        number, part, kind = int(match.group(1)), match.group(2), match.group(3)
+        position = backbone_layers + number - 1
+        if part in ('1x1', '3x3'):
+            renamed[name] = 'multi_feat_%d_conv_%s_conv_%s' % (position, part, kind)
+        else:
+            renamed[name] = '%s_%s_%s' % (extra_layer_name(position), part, kind)
+    return renamed
 
 
 def l2_normalize(feature, name, num_channels, scale):

@@ -193,6 +193,52 @@ def get_config(network, data_shape, **overrides):
     return settings
 
 
+def backbone_param_shapes(network, probe_side=128):
+    """``{name: shape}`` of the backbone parameters and auxiliary states of ``network`` (heads excluded).
+
+    Parameter shapes do not depend on the input side; ``probe_side`` only has to be one the backbone takes.
+    """
+    settings = next(iter(NETWORKS[network].values()))
+    layers = symbol_builder.backbone_module(settings['backbone']).feature_layers(
+        mx.sym.Variable('data'), **settings['backbone_kwargs'])
+    body = mx.sym.Group([layers[name] for name in settings['from_layers']])
+    arg_shapes, _, aux_shapes = body.infer_shape(data=(1, 3, probe_side, probe_side))
+    shapes = dict(zip(body.list_arguments(), arg_shapes))
+    shapes.update(zip(body.list_auxiliary_states(), aux_shapes))
+    shapes.pop('data')
+    return shapes
+
+
+def networks_fitting(saved_shapes):
+    """The networks whose every backbone parameter is in ``saved_shapes`` with the same shape.
+
+    Parameters
+    ----------
+    saved_shapes : dict of str -> tuple
+        A checkpoint's parameter and auxiliary-state shapes.
+
+    Returns
+    -------
+    list of str
+        ``--network`` names, sorted; for a hint when a checkpoint does not fit the network asked for.
+    """
+    fitting = []
+    for network in list_networks():
+        try:
+            shapes = backbone_param_shapes(network)
+        except mx.base.MXNetError:
+            continue
+        if all(tuple(saved_shapes.get(name, ())) == tuple(shape) for name, shape in shapes.items()):
+            fitting.append(network)
+    return fitting
+
+
+def fitting_networks_hint(saved_shapes):
+    """``'; its backbone fits --network a, b'`` (or ``''``) to end an error about a checkpoint that does not fit."""
+    fitting = networks_fitting(saved_shapes)
+    return '; its backbone fits --network %s' % ', '.join(fitting) if fitting else ''
+
+
 def check_feature_maps(settings, network):
     """UserError unless every named backbone layer exists and every feature map is at least 1x1."""
     data_shape = settings['data_shape']

@@ -53,11 +53,17 @@ def save_params(path, arg_params, aux_params):
 
 def split_params(saved):
     """``(arg_params, aux_params)`` from a loaded ``.params`` dict keyed ``arg:<name>`` / ``aux:<name>``
-    (what :func:`save_params` writes); other keys are ignored."""
+    (what :func:`save_params` writes); other keys are ignored. Checkpoints of this project from before its
+    extra layers were named as MXNet's SSD example names them (``extra<n>_*``) get the current names."""
     arg_params, aux_params = {}, {}
     for key, value in saved.items():
         kind, _, name = key.partition(':')
         {'arg': arg_params, 'aux': aux_params}.get(kind, {})[name] = value
+    renamed = common.rename_legacy_extra_layers(arg_params)
+    if renamed:
+        LOG.info('renamed %d parameters of the earlier extra<n>_* naming (e.g. %s -> %s)', len(renamed),
+                 *sorted(renamed.items())[0])
+        arg_params = {renamed.get(name, name): value for name, value in arg_params.items()}
     return arg_params, aux_params
 
 
@@ -137,6 +143,19 @@ class LoadReport:
     mismatched: list = dataclasses.field(default_factory=list)   # (name, their shape, our shape)
     unused: list = dataclasses.field(default_factory=list)
 
+    def mismatch_words(self, examples=3):
+        """What does not fit, in words: ``'2 parameters missing from the file (a, b), 1 of another shape (c
+        (8, 3) in the file, (4, 3) here)'``; ``''`` when everything fits."""
+        parts = []
+        other_shape = {name for name, _, _ in self.mismatched}
+        missing = [name for name in self.initialised if name not in other_shape]
+        if missing:
+            parts.append('%d parameters missing from the file (%s)' % (len(missing), ', '.join(missing[:examples])))
+        if self.mismatched:
+            parts.append('%d of another shape (%s)' % (len(self.mismatched), ', '.join(
+                '%s %s in the file, %s here' % item for item in self.mismatched[:examples])))
+        return ', '.join(parts)
+
     def lines(self):
         """The report as log lines: counts, then every new, mismatched and unused name."""
         lines = ['weights from %s: %d loaded, %d newly initialised, %d shape mismatches, %d unused'
@@ -193,7 +212,9 @@ def checkpoint_num_classes(arg_params, shapes, num_classes):
     arg_params : dict
         The checkpoint's parameters.
     shapes : dict
-        The network's shapes; its class heads have ``anchors * (num_classes + 1)`` filters.
+        The network's shapes; its class heads have ``anchors * (num_classes + 1)`` filters. The anchor count is
+        the checkpoint's own (its box head has ``anchors * 4`` filters) when it has that head, so another
+        anchor layout is not mistaken for another class count.
     num_classes : int
         The network's class count.
 
@@ -204,7 +225,11 @@ def checkpoint_num_classes(arg_params, shapes, num_classes):
     """
     for name, shape in shapes.items():
         if common.is_class_head_param(name) and name.endswith('_weight') and name in arg_params:
-            anchors = shape[0] // (num_classes + 1)
+            box_head = name.replace(common.CLS_HEAD, common.LOC_HEAD)
+            if box_head in arg_params:     # the checkpoint's own anchor count: 4 box offsets per anchor
+                anchors = arg_params[box_head].shape[0] // 4
+            else:
+                anchors = shape[0] // (num_classes + 1)
             return arg_params[name].shape[0] // anchors - 1
     return None
 

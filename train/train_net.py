@@ -237,6 +237,7 @@ def initial_params(opts, kind, epoch, prefix, shapes, settings, aux_names):
     else:
         arg_params, aux_params = params.load_checkpoint_params(prefix, epoch, '--%s' % kind)
         unused, source = [], params.checkpoint_paths(prefix, epoch)[1]
+    loaded_shapes = {name: tuple(value.shape) for name, value in dict(arg_params, **aux_params).items()}
     found = params.checkpoint_num_classes(arg_params, shapes, num_class)
     check_checkpoint_classes(kind, found, num_class, num_class)
     changed = found is not None and found != num_class
@@ -246,9 +247,28 @@ def initial_params(opts, kind, epoch, prefix, shapes, settings, aux_names):
     if changed:
         LOG.info('class count changed from %d (checkpoint) to %d: class heads initialised anew', found, num_class)
     if kind == 'resume' and (report.initialised or report.mismatched):
-        raise UserError('--resume %d: %s does not match network %s (%s); resume with the same --network and '
-                        '--data-shape' % (epoch, source, opts.network, report.lines()[0]))
+        raise UserError(resume_mismatch_message(opts, prefix, epoch, report, loaded_shapes))
     return arg_params, aux_params, report
+
+
+def json_form(value):
+    """``value`` as it reads back from a JSON file (tuples become lists), to compare with a saved config."""
+    return json.loads(json.dumps(value, default=list))
+
+
+def resume_mismatch_message(opts, prefix, epoch, report, loaded_shapes):
+    """Why ``--resume`` cannot continue from checkpoint ``epoch`` of ``prefix``: the names and shapes that do
+    not fit, and what the checkpoint was trained as (its ``-config.json``) or which networks its backbone fits."""
+    trained_as = read_json(prefix + '-config.json') or {}
+    settings = [('--network', trained_as.get('network'), opts.network),
+                ('--data-shape', trained_as.get('data_shape'), opts.data_shape),
+                ('network overrides', trained_as.get('network_overrides'), json_form(opts.network_overrides))]
+    differs = ['%s %s (checkpoint) vs %s (now)' % item for item in settings if trained_as and item[1] != item[2]]
+    cause = ('it was trained with ' + ', '.join(differs)) if differs else (
+        'same --network %s and --data-shape %d%s' % (opts.network, opts.data_shape,
+                                                     symbol_factory.fitting_networks_hint(loaded_shapes)))
+    return '--resume %d: %s does not fit the network: %s; %s' % (epoch, report.source, report.mismatch_words(),
+                                                                   cause)
 
 
 def build_module(symbol, ctx, train_iter, fixed_param_names):
