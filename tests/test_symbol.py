@@ -30,8 +30,10 @@ EXPECTED_ANCHORS = {
     ('mobilenet', 512): 32 * 32 * 4 + 16 * 16 * 6 + 8 * 8 * 6 + 4 * 4 * 6 + 2 * 2 * 6 + 1 * 6,
     ('resnet50_preact', 256): RESNET_256,
     ('resnet101_preact', 256): RESNET_256,
+    # unpadded stem and reductions: mixed_7 17x17, mixed_10 8x8 at 300, then extras 4, 2, 1, 1
+    ('inceptionv3', 300): 17 * 17 * 4 + 8 * 8 * 6 + 4 * 4 * 6 + 2 * 2 * 6 + 1 * 4 + 1 * 4,
 }
-TESTED_SIDE = {'vgg16_reduced': 300}   # networks not tested at 256 (the others are)
+TESTED_SIDE = {'vgg16_reduced': 300, 'inceptionv3': 300}   # networks not tested at 256 (the others are)
 for _name in ('mobilenet', 'mobilenet1.0', 'mobilenet0.75', 'mobilenet0.5', 'mobilenet0.25', 'mobilenetv2',
               'mobilenetv2_1.0', 'mobilenetv2_0.75', 'mobilenetv2_0.5', 'mobilenetv2_0.25'):
     EXPECTED_ANCHORS[(_name, 256)] = MOBILENET_256
