@@ -18,7 +18,8 @@ Units: the stem ``conv``, ``conv_1``, ``conv_2``, ``conv_3``, ``conv_4``, then i
 ``mixed_10``, ``<block>_tower_mixed_conv``, ``<block>_tower_mixed_conv_1``, ``<block>_tower_1_mixed_conv``,
 ``<block>_tower_1_mixed_conv_1`` (every block is spelled out in :data:`BLOCKS`). Each block ends in the
 concatenation ``ch_concat_<block>_chconcat``. The classifier after ``mixed_10`` (``global_pool``,
-``fc1_weight``, ``fc1_bias``) is not built; its parameters in an ImageNet file are simply unused.
+``fc1_weight``, ``fc1_bias``) is not built; its parameters in an ImageNet file are simply unused, and
+``--pretrained <prefix> --epoch <n>`` of such a file loads the other 470 arrays (94 units) by name.
 
 Convolutions and poolings without padding shrink the maps: for an input side S, with ``f(n) = (n - 3) // 2
 + 1`` (a 3x3 stride-2 window without padding), the blocks ``mixed`` .. ``mixed_2`` have side

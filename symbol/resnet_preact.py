@@ -4,8 +4,9 @@ This is the ResNet of MXNet's SSD example (``example/ssd/symbol/resnet.py``, aft
 of the model zoo's ImageNet files ``resnet-50-0000.params`` / ``resnet-101-0000.params``, not GluonCV's v1
 ResNet of :mod:`symbol.resnet`. Parameter names are theirs, so both kinds of files load by name:
 
-- input: identity ``id`` -> BatchNorm ``bn_data`` with gamma fixed to 1 (it learns a per-channel input
-  shift and scale, so the ImageNet weights expect 0..255 RGB);
+- input: identity ``id`` -> BatchNorm ``bn_data`` with gamma fixed to 1, which normalizes the input
+  channels by its own statistics (the SSD example feeds it mean-subtracted RGB, as this project's default
+  ``mean_pixels`` do);
 - stem: 7x7/2 conv ``conv0`` (64, no bias) -> BN ``bn0`` -> ReLU ``relu0`` -> 3x3/2 max pooling (pad 1);
 - unit (pre-activation): BN ``bn1`` -> ReLU -> 1x1 conv ``conv1`` (C/4) -> BN ``bn2`` -> ReLU -> 3x3 conv
   ``conv2`` (C/4) **carrying the unit's stride** -> BN ``bn3`` -> ReLU -> 1x1 conv ``conv3`` (C); no conv has
@@ -32,7 +33,8 @@ channels: the previous stage's, 64 for stage 1, or C for U > 1). BatchNorm layer
     stageS_unit1_sc_weight         (C, Cin, 1, 1)
 
 The model zoo's classifier files also hold ``bn1_*`` (2048,) and ``fc1_weight`` / ``fc1_bias`` after the
-last unit; the detector does not use them.
+last unit; the detector does not use them. ``--pretrained model/resnet-50 --epoch 0`` loads every other
+array of ``resnet-50-0000.params`` (253 for resnet50, 508 for resnet101) by name.
 
 Exposed layers (keys of :func:`feature_layers`, in order)
 ---------------------------------------------------------
