@@ -335,11 +335,12 @@ def test_resnet50_preact_detects_at_64_pixels():
         if name != 'data':
             array[:] = mx.nd.random.uniform(0.5, 1, array.shape) if name.endswith('_var') else \
                 mx.nd.random.normal(0, 0.05, array.shape)
-    detections, boxes = [out.asnumpy() for out in executor.forward(is_train=False, data=mx.nd.ones((2, 3, 64, 64)))]
+    outputs = executor.forward(is_train=False, data=mx.nd.ones((2, 3, 64, 64)))
+    detections, boxes = [out.asnumpy() for out in outputs]
     assert detections.shape == (2, 108, 6) and boxes.shape == (1, 108, 4)
     # the first anchor of _plus12: centre (1/8, 1/8) of the 4x4 map, side 0.1
     assert np.allclose(boxes[0, 0], [0.075, 0.075, 0.175, 0.175], atol=1e-6)
-    # the last: centre (1/2, 1/2) of the 1x1 map of multi_feat_5, ratio 1/2: width .88 / sqrt(2), height .88 * sqrt(2)
+    # the last: centre (1/2, 1/2) of multi_feat_5's 1x1 map, ratio 1/2: width .88 / sqrt(2), height .88 * sqrt(2)
     half_w, half_h = 0.88 / np.sqrt(2) / 2, 0.88 * np.sqrt(2) / 2
     assert np.allclose(boxes[0, -1], [0.5 - half_w, 0.5 - half_h, 0.5 + half_w, 0.5 + half_h], atol=1e-6)
     kept = detections[detections[:, :, 0] >= 0]
