@@ -9,7 +9,8 @@ dict of the keyword arguments of :func:`symbol.symbol_builder.ssd_body`:
   each a 1x1 convolution to half the filters (at least ``extra_min_1x1``) then a 3x3 convolution with this
   stride and padding; layer ``k`` of all feature layers (0-based) is named ``multi_feat_<k>_conv_3x3_relu``
   and its parameters ``multi_feat_<k>_conv_1x1_conv_*`` / ``multi_feat_<k>_conv_3x3_conv_*``, as in MXNet's
-  SSD example, whose networks (vgg16_reduced) also take its 128-filter floor;
+  SSD example, whose networks (vgg16_reduced, resnet50_preact, resnet101_preact, inceptionv3) also take its
+  128-filter floor;
 - per feature layer (backbone layers then extra layers): ``sizes`` (anchor sides, fractions of the input),
   ``ratios`` (aspect ratios), ``normalizations`` (initial L2-normalization scale, None: not normalized) and
   ``steps`` (anchor spacing in pixels; None: input side / feature side).
@@ -75,6 +76,25 @@ MOBILENETV2 = dict(                     # SSDLite layout: the stride-16 expansio
     normalizations=(None,) * 6, steps=None,
 )
 
+RESNET_PREACT = dict(                   # MXNet's SSD example 'resnet50': stage 3 and 4 outputs, four extras
+    backbone='resnet_preact', backbone_kwargs={'num_layers': 50, 'use_global_stats': False},
+    from_layers=('_plus12', '_plus15'),   # stride 16 and 32 (stage 3 / 4 outputs); see symbol/resnet_preact.py
+    extra_filters=(512, 256, 256, 128), extra_strides=(2, 2, 2, 2), extra_pads=(1, 1, 1, 1),
+    extra_min_1x1=EXAMPLE_MIN_1X1,
+    sizes=SIZES_6, ratios=(RATIOS_3, RATIOS_5, RATIOS_5, RATIOS_5, RATIOS_3, RATIOS_3),
+    normalizations=(None,) * 6, steps=None,
+)
+RESNET101_PREACT = dict(RESNET_PREACT, backbone_kwargs={'num_layers': 101, 'use_global_stats': False},
+                        from_layers=('_plus29', '_plus32'))   # resnet101's stage 3 and 4 outputs
+INCEPTIONV3 = dict(                     # MXNet's SSD example 'inceptionv3' (5186 anchors at 512)
+    backbone='inceptionv3', backbone_kwargs={},
+    from_layers=('ch_concat_mixed_7_chconcat', 'ch_concat_mixed_10_chconcat'),
+    extra_filters=(512, 256, 256, 128), extra_strides=(2, 2, 2, 2), extra_pads=(1, 1, 1, 1),
+    extra_min_1x1=EXAMPLE_MIN_1X1,
+    sizes=SIZES_6, ratios=(RATIOS_3, RATIOS_5, RATIOS_5, RATIOS_5, RATIOS_3, RATIOS_3),
+    normalizations=(None,) * 6, steps=None,
+)
+
 
 def with_backbone_kwargs(settings, **backbone_kwargs):
     """A copy of ``settings`` with some backbone arguments replaced."""
@@ -87,6 +107,10 @@ NETWORKS = {
     'vgg16_reduced': {300: VGG16_REDUCED_300, 512: VGG16_REDUCED_512},
     'resnet50': {ANY_MULTIPLE_OF_32: with_backbone_kwargs(RESNET, num_layers=50)},
     'resnet101': {ANY_MULTIPLE_OF_32: with_backbone_kwargs(RESNET, num_layers=101)},
+    # MXNet's SSD example's networks: 300 is its train.py default, 512 its published models
+    'resnet50_preact': {300: RESNET_PREACT, ANY_MULTIPLE_OF_32: RESNET_PREACT},
+    'resnet101_preact': {300: RESNET101_PREACT, ANY_MULTIPLE_OF_32: RESNET101_PREACT},
+    'inceptionv3': {300: INCEPTIONV3, 512: INCEPTIONV3},   # needs a side >= 75; unpadded layers shrink maps
     'mobilenet': {ANY_MULTIPLE_OF_32: MOBILENET},
     'mobilenet1.0': {ANY_MULTIPLE_OF_32: with_backbone_kwargs(MOBILENET, multiplier=1.0)},
     'mobilenet0.75': {ANY_MULTIPLE_OF_32: with_backbone_kwargs(MOBILENET, multiplier=0.75)},

@@ -28,7 +28,12 @@ EXPECTED_ANCHORS = {
     ('resnet50', 256): RESNET_256,
     ('resnet101', 256): RESNET_256,
     ('mobilenet', 512): 32 * 32 * 4 + 16 * 16 * 6 + 8 * 8 * 6 + 4 * 4 * 6 + 2 * 2 * 6 + 1 * 6,
+    ('resnet50_preact', 256): RESNET_256,
+    ('resnet101_preact', 256): RESNET_256,
+    # unpadded stem and reductions: mixed_7 17x17, mixed_10 8x8 at 300, then extras 4, 2, 1, 1
+    ('inceptionv3', 300): 17 * 17 * 4 + 8 * 8 * 6 + 4 * 4 * 6 + 2 * 2 * 6 + 1 * 4 + 1 * 4,
 }
+TESTED_SIDE = {'vgg16_reduced': 300, 'inceptionv3': 300}   # networks not tested at 256 (the others are)
 for _name in ('mobilenet', 'mobilenet1.0', 'mobilenet0.75', 'mobilenet0.5', 'mobilenet0.25', 'mobilenetv2',
               'mobilenetv2_1.0', 'mobilenetv2_0.75', 'mobilenetv2_0.5', 'mobilenetv2_0.25'):
     EXPECTED_ANCHORS[(_name, 256)] = MOBILENET_256
@@ -36,7 +41,7 @@ for _name in ('mobilenet', 'mobilenet1.0', 'mobilenet0.75', 'mobilenet0.5', 'mob
 
 def shape_of_every_network():
     """(network, data_shape) pairs: every listed network at one side it supports."""
-    return [(network, 300 if network == 'vgg16_reduced' else 256) for network in symbol_factory.list_networks()]
+    return [(network, TESTED_SIDE.get(network, 256)) for network in symbol_factory.list_networks()]
 
 
 def train_output_shapes(network, data_shape, batch_size, num_objects=4):
