@@ -45,10 +45,10 @@ VGG16_REDUCED_300 = dict(               # SSD300 of the paper: 8732 anchors
     normalizations=(20, None, None, None, None, None),
     steps=(8, 16, 32, 64, 100, 300),
 )
-VGG16_REDUCED_512 = dict(               # SSD512 of the paper: 24564 anchors
-    backbone='vgg16_reduced', backbone_kwargs={},
-    from_layers=('relu4_3', 'relu7'),
-    extra_filters=(512, 256, 256, 256, 256), extra_strides=(2, 2, 2, 2, 2), extra_pads=(1, 1, 1, 1, 1),
+VGG16_REDUCED_512 = dict(               # SSD512 as MXNet's SSD example builds it: 24576 anchors. Its last
+    backbone='vgg16_reduced', backbone_kwargs={},  # extra layer has stride 1 (a 2x2 map, the paper's is 1x1:
+    from_layers=('relu4_3', 'relu7'),               # 24564), so the example's checkpoints detect the same here
+    extra_filters=(512, 256, 256, 256, 256), extra_strides=(2, 2, 2, 2, 1), extra_pads=(1, 1, 1, 1, 1),
     extra_min_1x1=EXAMPLE_MIN_1X1,
     sizes=SIZES_7, ratios=(RATIOS_3, RATIOS_5, RATIOS_5, RATIOS_5, RATIOS_5, RATIOS_3, RATIOS_3),
     normalizations=(20, None, None, None, None, None, None),

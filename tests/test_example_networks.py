@@ -309,6 +309,10 @@ def test_model_zoo_resnet50_classifier_loads_as_pretrained_backbone(tmp_path):
     assert len(report.loaded) == 253 and not report.mismatched
     assert sorted(report.unused) == ['bn1_beta', 'bn1_gamma', 'bn1_moving_mean', 'bn1_moving_var', 'fc1_bias',
                                      'fc1_weight']
+    by_path = pretrained_report('resnet50_preact', prefix + '-0000.params', 0)   # the file itself, not prefix
+    assert (by_path.loaded, by_path.initialised, by_path.unused) == (report.loaded, report.initialised,
+                                                                    report.unused)
+    assert by_path.source == prefix + '-0000.params'
 
 
 def test_inceptionv3_classifier_loads_as_pretrained_backbone(tmp_path):

@@ -72,6 +72,21 @@ def load_checkpoint_params(prefix, epoch, flag):
     path = checkpoint_paths(prefix, epoch)[1]
     if not os.path.isfile(path):
         raise UserError('%s: checkpoint %s does not exist (check --prefix and the epoch number)' % (flag, path))
+    return load_params_file(path, flag)
+
+
+def is_checkpoint_file(path):
+    """True when ``path`` is an MXNet checkpoint's ``.params`` (``arg:``/``aux:`` keys, as Module saves and
+    MXNet's model zoo ships them), False for other files such as GluonCV's ``save_parameters``."""
+    try:
+        saved = mx.nd.load(path)
+    except mx.base.MXNetError:
+        return False
+    return isinstance(saved, dict) and any(key.startswith(('arg:', 'aux:')) for key in saved)
+
+
+def load_params_file(path, flag):
+    """``(arg_params, aux_params)`` of the checkpoint file ``path``; ``flag`` names the option in errors."""
     try:
         saved = mx.nd.load(path)
     except mx.base.MXNetError:

@@ -200,9 +200,13 @@ def starting_point(opts, prefix):
 
 
 def load_pretrained(opts, settings, aux_names):
-    """``(arg_params, aux_params, unused, source)`` from ``--pretrained``: a GluonCV file or a checkpoint."""
+    """``(arg_params, aux_params, unused, source)`` from ``--pretrained``: a checkpoint's prefix (with
+    ``--epoch``) or its ``.params`` file, or a GluonCV ``save_parameters`` file."""
     path = opts.pretrained
     if path.endswith('.params') and os.path.isfile(path):
+        if params.is_checkpoint_file(path):    # e.g. the model zoo's resnet-50-0000.params given by its path
+            arg_params, aux_params = params.load_params_file(path, '--pretrained')
+            return arg_params, aux_params, [], path
         arg_params, aux_params, unused = params.load_gluoncv_params(path, settings, aux_names)
         return arg_params, aux_params, unused, path
     checkpoint = params.checkpoint_paths(path, opts.epoch)[1]
