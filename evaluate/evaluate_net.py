@@ -436,6 +436,8 @@ def plot_precision_recall(curve, class_name, voc07_ap, area_ap, path):
     Parameters
     ----------
     curve : (precision, recall) of (D,) arrays, or None when the class has no ground truth
+        ``D`` is 0 when the class has ground truth but no detection (an early checkpoint): the axes are then
+        left empty with a note, and both APs are 0.
     class_name : str
     voc07_ap, area_ap : float
         Shown in the title.
@@ -445,12 +447,14 @@ def plot_precision_recall(curve, class_name, voc07_ap, area_ap, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     figure, axes = plt.subplots(figsize=(4.5, 4))
-    if curve is None:
-        axes.text(0.5, 0.5, 'no ground truth', ha='center', va='center')
-        axes.set_title('%s: no ground truth' % class_name)
+    if curve is None or not len(curve[0]):
+        note = 'no ground truth' if curve is None else 'no detections'
+        axes.text(0.5, 0.5, note, ha='center', va='center')
+        axes.set_title('%s: %s' % (class_name, note if curve is None else
+                                   'AP %.3f (VOC07) %.3f (all-point), %s' % (voc07_ap, area_ap, note)), fontsize=9)
     else:
         precision, recall = curve
-        envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
+        envelope = np.maximum.accumulate(precision[::-1])[::-1]
         axes.plot(recall, precision, color='tab:blue', lw=1, label='precision')
         axes.plot(np.concatenate(([0.], recall)), np.concatenate((envelope[:1], envelope)), color='tab:orange',
                   lw=1.5, drawstyle='steps-pre', label='envelope (all-point AP area)')
