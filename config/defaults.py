@@ -93,6 +93,7 @@ TRAIN = dict(
 DETECT = dict(                                 # demo.py: detections drawn onto images
     out='output/demo_detections',              # folder of the drawn pictures and detections.json
     thresh=0.5,                                # lowest score drawn and listed
+    min_box_pixels=1.0,                        # a box narrower or lower than this many pixels is no detection
     batch_size=8,                              # images per forward pass (fewer when there are fewer)
     max_frames=100,                            # --camera stops after this many frames
     save_every=10,                             # --camera without a display saves every N-th frame
