@@ -1,4 +1,4 @@
-"""Command-line arguments shared by every entry script (train.py now; evaluate.py, demo.py, deploy.py later).
+"""Command-line arguments shared by every entry script (train.py, evaluate.py, demo.py, deploy.py, ...).
 
 Each ``add_*_args`` helper adds one group of flags with its defaults from :mod:`config.defaults`; the
 ``*_from_args`` helpers turn parsed flags into the plain values library code takes. MXNet is imported only
@@ -73,9 +73,11 @@ def add_checkpoint_args(parser, required=True, epoch_help='checkpoint epoch'):
 
 
 def add_device_args(parser):
-    """``--gpus`` and ``--cpu``."""
+    """``--gpus`` (alias ``--gpu``, the name MXNet's example demo.py used) and ``--cpu``."""
     group = parser.add_argument_group('devices')
-    group.add_argument('--gpus', default=TRAIN['gpus'], help="GPU ids, e.g. 0,1; '' trains on the CPU")
+    group.add_argument('--gpus', '--gpu', default=TRAIN['gpus'],
+                       help="GPU ids, e.g. 0,1; '' for the CPU (default: every visible GPU when this MXNet build "
+                            'has CUDA and sees one, else the CPU)')
     group.add_argument('--cpu', action='store_true', help='run on the CPU whatever --gpus says')
     return group
 
@@ -148,14 +150,37 @@ def parse_gpu_ids(gpus):
     return ids
 
 
+def visible_gpu_count():
+    """GPUs this MXNet build can use: 0 without CUDA support or when the CUDA runtime finds none."""
+    import mxnet as mx
+    try:
+        if not mx.runtime.Features().is_enabled('CUDA'):
+            return 0
+        return int(mx.context.num_gpus())
+    except mx.base.MXNetError:       # a CUDA build on a machine without a driver
+        return 0
+
+
 def cuda_available():
     """Whether this MXNet build has CUDA and sees a GPU."""
+    return visible_gpu_count() > 0
+
+
+def default_contexts():
+    """``[mx.gpu(0), ..., mx.gpu(N - 1)]`` for the visible GPUs, else ``[mx.cpu()]``; prints which, in one line."""
     import mxnet as mx
-    return mx.runtime.Features().is_enabled('CUDA') and mx.context.num_gpus() > 0
+    count = visible_gpu_count()
+    if count:
+        print('device: GPUs %s, every visible one (--gpus IDS chooses, --cpu runs on the CPU)'
+              % ','.join(map(str, range(count))))
+        return [mx.gpu(gpu) for gpu in range(count)]
+    print('device: CPU (this MXNet build has no CUDA or sees no GPU; %s and --gpus IDS for GPUs)' % CUDA_PACKAGE)
+    return [mx.cpu()]
 
 
 def contexts_from_args(args):
-    """``[mx.gpu(i), ...]`` for ``--gpus``, or ``[mx.cpu()]`` with ``--cpu`` or an empty ``--gpus``.
+    """``[mx.gpu(i), ...]`` for ``--gpus``, ``[mx.cpu()]`` with ``--cpu`` or an empty ``--gpus``, and
+    :func:`default_contexts` when neither was given (``--gpus`` None).
 
     Raises
     ------
@@ -163,6 +188,8 @@ def contexts_from_args(args):
         When GPUs are asked for but this MXNet build has no CUDA (or sees no GPU).
     """
     import mxnet as mx
+    if not args.cpu and args.gpus is None:
+        return default_contexts()
     ids = [] if args.cpu else parse_gpu_ids(args.gpus)
     if not ids:
         return [mx.cpu()]
