@@ -5,6 +5,7 @@ Each ``add_*_args`` helper adds one group of flags with its defaults from :mod:`
 inside the helpers that need it, so scripts can call ``configure_threads()`` first.
 """
 import argparse
+import glob
 import os
 
 from config.defaults import DATA, TRAIN
@@ -97,6 +98,20 @@ def add_data_args(parser):
     return group
 
 
+def add_input_scaling_args(group):
+    """``--mean-r/g/b`` and ``--std-r/g/b`` defaulting to None: the value the checkpoint was trained with."""
+    for kind, what in (('mean', 'mean subtracted'), ('std', 'divisor after the mean')):
+        for channel in 'rgb':
+            group.add_argument('--%s-%s' % (kind, channel), type=float, default=None,
+                               help='%s %s (default: the value the checkpoint was trained with)' % (channel, what))
+    return group
+
+
+def input_scaling_from_args(args):
+    """``(mean_pixels, std_pixels)``, each ``(r, g, b)`` with None for a channel not given."""
+    return tuple(tuple(getattr(args, '%s_%s' % (kind, channel)) for channel in 'rgb') for kind in ('mean', 'std'))
+
+
 def add_eval_args(parser):
     """``--overlap``, ``--use-difficult`` and ``--voc07/--no-voc07``."""
     group = parser.add_argument_group('evaluation')
@@ -136,6 +151,43 @@ def default_prefix(network, data_shape):
 def prefix_from_args(args):
     """``--prefix`` as given, else :func:`default_prefix`."""
     return args.prefix if args.prefix else default_prefix(args.network, args.data_shape)
+
+
+def has_checkpoint(prefix):
+    """Whether ``<prefix>-symbol.json`` or a ``<prefix>-NNNN.params`` exists."""
+    params = glob.glob(glob.escape(prefix) + '-[0-9][0-9][0-9][0-9].params')
+    return os.path.isfile(prefix + '-symbol.json') or bool(params)
+
+
+def example_prefix_candidates(prefix, network, data_shape):
+    """Where MXNet's example would have saved for ``--prefix`` ending in ``_``: ``<prefix><network>_<data_shape>``
+    (its train.py), then ``<prefix><network>`` (its evaluate.py); without ``data_shape``, every saved
+    ``<prefix><network>_<side>``."""
+    if not network:
+        return []
+    base = prefix + network
+    if data_shape:
+        return ['%s_%d' % (base, data_shape), base]
+    sides = {path[len(base) + 1:].split('-')[0] for path in glob.glob(glob.escape(base) + '_*-*.params')}
+    return ['%s_%s' % (base, side) for side in sorted(sides, key=int) if side.isdigit()] + [base]
+
+
+def resolve_prefix(prefix, network=None, data_shape=None):
+    """``prefix`` as given, unless it ends in ``_`` (MXNet's example habit, e.g. ``model/ssd_``), has no
+    checkpoint, and ``<prefix><network>_<data_shape>`` (or ``<prefix><network>``) has one: then that, with a
+    one-line note. ``network`` / ``data_shape`` are the flags' values (None when not given)."""
+    if not prefix or not prefix.endswith('_') or has_checkpoint(prefix):
+        return prefix
+    found = [candidate for candidate in example_prefix_candidates(prefix, network, data_shape)
+             if has_checkpoint(candidate)]
+    if not found:
+        return prefix
+    if not data_shape and len(found) > 1:
+        raise UserError('--prefix %s: checkpoints %s all fit; give --data-shape to choose'
+                        % (prefix, ', '.join(found)))
+    print('note: --prefix %s has no checkpoint; using %s (MXNet\'s example appended <network>_<data-shape>)'
+          % (prefix, found[0]))
+    return found[0]
 
 
 def parse_gpu_ids(gpus):
