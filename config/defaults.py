@@ -44,6 +44,7 @@ AMP_MODES = ('none', 'bf16', 'fp16')          # train.py --amp: float32, bfloat1
 TRAIN = dict(
     train_path='data/train.rec',               # training .rec (its .classes next to it names the classes)
     train_list='',                             # optional .lst whose labels replace those in the train .rec
+    num_example=None,                          # MXNet example's image count: ignored, the .rec's count is used
     val_path='data/val.rec',                   # validation .rec; '' skips validation
     val_list='',                               # optional .lst whose labels replace those in the val .rec
     network='vgg16_reduced',                   # a name of symbol.symbol_factory.list_networks()
@@ -95,6 +96,7 @@ DETECT = dict(                                 # demo.py: detections drawn onto 
     thresh=0.5,                                # lowest score drawn and listed
     min_box_pixels=1.0,                        # a box narrower or lower than this many pixels is no detection
     batch_size=8,                              # images per forward pass (fewer when there are fewer)
+    timer=True,                                # print the detection time (MXNet's example did; --no-timer)
     max_frames=100,                            # --camera stops after this many frames
     save_every=10,                             # --camera without a display saves every N-th frame
 )
