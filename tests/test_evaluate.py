@@ -290,6 +290,32 @@ def test_a_class_with_ground_truth_but_no_detection_gets_ap_0_a_curve_and_a_summ
                                                                                    ['two', 'nan']]
 
 
+def test_cli_run_where_a_class_gets_no_detection_prints_the_table_and_writes_the_summary(trained, tmp_path,
+                                                                                         monkeypatch):
+    """evaluate.py on the tiny model with every 'square' detection removed before scoring (as an early
+    checkpoint that never predicts a class): square gets AP 0, its curve picture and the summary are written."""
+    real_scan = evaluation.scan
+
+    def without_squares(consumer):
+        def fed(labels, detections):
+            detections = detections.copy()
+            detections[detections[:, :, 0] == CLASSES.index('square')] = -1
+            consumer(labels, detections)
+        return fed
+
+    monkeypatch.setattr(evaluation, 'scan', lambda module, position, val_iter, num_batch, consumers, *rest:
+                        real_scan(module, position, val_iter, num_batch, [without_squares(c) for c in consumers],
+                                  *rest))
+    out = str(tmp_path / 'no_squares')
+    summary, lines = run_script('--rec-path', trained.val_rec, '--prefix', trained.prefix, '--epoch', '1',
+                                '--out', out)
+    assert summary['ap']['VOC07']['square'] == 0 and summary['ap']['all-point']['square'] == 0
+    assert [line.split()[:2] for line in lines if line.startswith('square')] == [['square', '0.0000']]
+    with open(os.path.join(out, 'summary.json')) as handle:
+        assert json.load(handle)['ap']['VOC07']['square'] == 0
+    assert cv2.imread(os.path.join(out, 'pr_square.png')) is not None
+
+
 # ------------------------------------------------------------------------------------------ deploy graph
 def test_deploy_graph_scores_like_the_checkpoint(trained, full, tmp_path, capsys):
     model = load_model(trained.prefix, 2)
