@@ -130,6 +130,10 @@ def check_args(args):
         raise UserError('--camera reads frames; drop --images / --dir (or drop --camera)')
     if args.camera is None and args.images is None and not args.dir:
         raise UserError('nothing to detect on: give --images, --dir or --camera')
+    if args.camera is not None and args.ext:
+        raise UserError('--ext %s names image files; --camera reads frames: drop one of them' % args.ext)
+    if args.camera is None and args.frame_resize is not None:
+        raise UserError('--frame-resize resizes --camera frames; images are read at their own size: drop it')
     if args.deploy and (args.nms_thresh is not None or args.force_nms is not None):
         raise UserError('--nms / --force change the rebuilt graph; the --deploy graph keeps the NMS settings '
                         'deploy.py gave it: drop them, or run deploy.py again with them')
@@ -349,7 +353,8 @@ def run_images(args, paths, class_names, detect, about):
 
 
 def timer_line(count, detect):
-    """``detection time ...``: the seconds ``detect`` spent (a :class:`Detector`; else the results' total)."""
+    """``detection time ...``: the seconds ``detect`` spent (kept by a :class:`Detector`; any other callable
+    is said not to be measured)."""
     seconds = getattr(detect, 'seconds', None)
     if seconds is None:
         return 'detection time: not measured for %d images (not a demo.Detector)' % count

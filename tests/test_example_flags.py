@@ -125,6 +125,11 @@ def test_demo_frame_resize_values():
     for bad in ('abc', '0', '1,2,3', '-2,4'):
         with pytest.raises(SystemExit):
             demo.parse_args(['--camera', '--frame-resize', bad])
+    # never parsed and ignored: camera-only and image-only flags given with the other input are errors
+    with pytest.raises(UserError, match='--frame-resize resizes --camera frames'):
+        demo.check_args(demo.parse_args(['--images', 'a.jpg', '--frame-resize', '0.5']))
+    with pytest.raises(UserError, match='--ext .jpg names image files; --camera reads frames'):
+        demo.check_args(demo.parse_args(['--camera', '--ext', '.jpg']))
 
 
 # ------------------------------------------------------------------------------------------ the prefix habit
