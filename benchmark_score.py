@@ -77,20 +77,21 @@ class BenchmarkResult:
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     network = parser.add_argument_group('network')
-    network.add_argument('--network', default=None,
+    network.add_argument('--network', '-n', default=None,
                          help='network name (default: the checkpoint\'s with --prefix, else %s)' % TRAIN['network'])
-    network.add_argument('--data-shape', type=int, default=None,
+    network.add_argument('--data-shape', '--shape', '-w', type=int, default=None,
                          help='input side in pixels (default: the checkpoint\'s with --prefix, else %d)'
                               % DATA['data_shape'])
-    network.add_argument('--num-class', type=int, default=None,
+    network.add_argument('--num-class', '--class_num', '-class', type=int, default=None,
                          help='object classes (default: the checkpoint\'s with --prefix, else %d)' % NUM_CLASS)
     network.add_argument('--deploy', action='store_true',
                          help='time the deploy graph with MultiBoxDetection (decoding + NMS), not the body alone')
     network.add_argument('--prefix', default=None, help='checkpoint prefix for trained weights (default: random)')
     network.add_argument('--epoch', type=int, default=None, help='checkpoint epoch (with --prefix)')
     timing = parser.add_argument_group('timing')
-    timing.add_argument('--batch-size', type=comma_ints, default=BATCH_SIZES,
-                        help='comma-separated batch sizes (default %s)' % ','.join(map(str, BATCH_SIZES)))
+    timing.add_argument('--batch-size', '--batch_size', '-b', type=comma_ints, default=BATCH_SIZES,
+                        help='comma-separated batch sizes (default %s; 0, as in MXNet\'s example, is that default)'
+                             % ','.join(map(str, BATCH_SIZES)))
     timing.add_argument('--num-batches', type=int, default=NUM_BATCHES, help='timed batches per batch size')
     timing.add_argument('--warmup', type=int, default=WARMUP_BATCHES, help='untimed batches first')
     timing.add_argument('--out', default='', help='also write the results to this JSON file')
@@ -100,6 +101,15 @@ def build_parser():
 
 def parse_args(argv=None):
     return build_parser().parse_args(argv)
+
+
+def batch_sizes(given):
+    """``--batch-size`` values; ``0`` alone (MXNet's example: every size) is the default list, with a note."""
+    if tuple(given) == (0,):
+        print('note: --batch-size 0 (MXNet\'s example: a sweep) times the default sizes %s'
+              % ','.join(map(str, BATCH_SIZES)))
+        return tuple(BATCH_SIZES)
+    return tuple(given)
 
 
 def check_args(args):
@@ -195,7 +205,9 @@ def count_anchors(module):
 
 def benchmark(args):
     """Time the graph of ``args`` at every batch size; returns a list of :class:`BenchmarkResult`."""
-    from config.cli import contexts_from_args
+    from config.cli import contexts_from_args, resolve_prefix
+    args = argparse.Namespace(**dict(vars(args), batch_size=batch_sizes(args.batch_size),
+                                     prefix=resolve_prefix(args.prefix, args.network, args.data_shape)))
     check_args(args)
     ctx = contexts_from_args(args)
     network, data_shape, symbol, params, weights = graph_and_weights(args)

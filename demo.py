@@ -13,12 +13,17 @@ Without ``--epoch`` the best validated epoch (``<prefix>-best.json``) is used, e
 
 Each input ``name.ext`` gives ``<out>/name_det.ext`` (a format OpenCV cannot write gives ``.png``), and
 ``<out>/detections.json`` lists per image the kept boxes in pixels of the ORIGINAL image, with class name and
-score. An image that cannot be read is skipped with a warning naming it.
+score. An image that cannot be read is skipped with a warning naming it. ``--images a,b --dir D --ext .jpg``
+reads ``D/a.jpg`` and ``D/b.jpg`` (MXNet's example); ``--dir D --ext .png`` only D's PNGs. ``--mean-r/g/b``,
+``--std-r/g/b`` replace the trained input scaling; ``--deploy`` runs deploy.py's graph; ``--no-timer`` leaves out
+the detection time line. A ``--prefix`` ending in ``_`` without a checkpoint falls back to
+``<prefix><network>_<data-shape>`` (MXNet's example habit).
 
 ``--camera [ID]`` reads frames from ``cv2.VideoCapture(ID)`` (a device number, or a video file path) and
 shows them with their boxes in a window when a display exists (``q`` stops); without a display (or with
 ``--no-show``) every ``--save-every``-th frame is saved to ``--out`` instead. Either way it stops after
-``--max-frames`` frames or when the video ends.
+``--max-frames`` frames or when the video ends. ``--frame-resize W,H`` (pixels) or ``--frame-resize 0.5`` (a
+factor) resizes each frame before detection.
 """
 import argparse
 import json
@@ -26,7 +31,8 @@ import os
 import sys
 import time
 
-from config.cli import add_checkpoint_args, add_device_args, default_prefix
+from config.cli import (add_checkpoint_args, add_device_args, add_input_scaling_args, default_prefix,
+                        input_scaling_from_args, resolve_prefix)
 from config.defaults import DATA, DETECT, TRAIN
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
@@ -41,16 +47,48 @@ def camera_source(text):
     return int(text) if text.strip().isdigit() else text
 
 
+def frame_size(text):
+    """argparse type of ``--frame-resize``: ``'640,480'`` -> ``(640, 480)`` pixels; ``'0.5'`` -> scale 0.5."""
+    parts = text.split(',')
+    try:
+        size = tuple(int(part) for part in parts) if len(parts) == 2 else float(text)
+    except ValueError:
+        size = None
+    if size is None or min(size if isinstance(size, tuple) else (size,)) <= 0:
+        raise argparse.ArgumentTypeError('%r is neither W,H pixels (e.g. 640,480) nor a positive scale factor '
+                                         '(e.g. 0.5)' % text)
+    return size
+
+
+def resize_frame(frame, size):
+    """``frame`` (H, W, 3) resized to ``size``: (W, H) pixels, a scale factor, or None for unchanged."""
+    import cv2
+    if size is None:
+        return frame
+    if isinstance(size, float):
+        size = (max(1, round(frame.shape[1] * size)), max(1, round(frame.shape[0] * size)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_argument_group('input (one of)').add_mutually_exclusive_group(required=True)
+    source = parser.add_argument_group('input: --images and/or --dir, or --camera')
     source.add_argument('--images', type=lambda text: [item for item in text.split(',') if item.strip()],
-                        help='comma-separated image files')
-    source.add_argument('--dir', help='every %s image in this folder' % '/'.join(READABLE_EXTENSIONS))
+                        help='comma-separated image files (with --dir: names in that folder)')
+    source.add_argument('--dir', help='every %s image in this folder (or the folder of the --images names)'
+                        % '/'.join(READABLE_EXTENSIONS))
+    source.add_argument('--ext', default=None,
+                        help="image extension, e.g. .jpg: only those files of --dir, and appended to --images "
+                             "names that lack it (MXNet's example)")
     source.add_argument('--camera', nargs='?', const=0, type=camera_source,
                         help='cv2.VideoCapture device number (default 0) or video file')
-    add_checkpoint_args(parser, required=False, epoch_help='checkpoint epoch (default: the best in '
-                        '<prefix>-best.json, else the last saved); --prefix defaults to model/ssd_<network>_<data-shape>')
+    model = add_checkpoint_args(parser, required=False, epoch_help='checkpoint epoch (default: the best in '
+                                '<prefix>-best.json, else the last saved); --prefix defaults to '
+                                'model/ssd_<network>_<data-shape>')
+    model.add_argument('--deploy', action='store_true',
+                       help='run the deploy graph deploy.py wrote (deploy_<name>-symbol.json and -NNNN.params '
+                            'beside the prefix) instead of rebuilding it')
+    add_input_scaling_args(parser.add_argument_group('input scaling'))
     add_device_args(parser)
     output = parser.add_argument_group('output')
     output.add_argument('--thresh', type=float, default=DETECT['thresh'],
@@ -58,6 +96,8 @@ def build_parser():
     output.add_argument('--out', default=DETECT['out'], help='output folder (default: %(default)s)')
     output.add_argument('--batch-size', type=int, default=DETECT['batch_size'],
                         help='images per forward pass (default: %(default)s)')
+    output.add_argument('--timer', action=argparse.BooleanOptionalAction, default=DETECT['timer'],
+                        help='print the detection time (--no-timer: do not)')
     camera = parser.add_argument_group('camera')
     camera.add_argument('--max-frames', type=int, default=DETECT['max_frames'],
                         help='stop after this many frames (default: %(default)s)')
@@ -65,6 +105,9 @@ def build_parser():
                         help='without a window: save every N-th frame to --out (default: %(default)s)')
     camera.add_argument('--show', action=argparse.BooleanOptionalAction, default=None,
                         help='show frames in a window (default: when a display exists)')
+    camera.add_argument('--frame-resize', type=frame_size, default=None,
+                        help='resize each frame before detection: W,H pixels (e.g. 640,480) or a scale factor '
+                             '(e.g. 0.5)')
     return parser
 
 
@@ -83,14 +126,26 @@ def check_args(args):
             raise UserError('--%s %d must be at least 1' % (flag.replace('_', '-'), getattr(args, flag)))
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError('--out %s is a file; give a folder for the pictures' % args.out)
+    if args.camera is not None and (args.images is not None or args.dir):
+        raise UserError('--camera reads frames; drop --images / --dir (or drop --camera)')
+    if args.camera is None and args.images is None and not args.dir:
+        raise UserError('nothing to detect on: give --images, --dir or --camera')
+    if args.camera is not None and args.ext:
+        raise UserError('--ext %s names image files; --camera reads frames: drop one of them' % args.ext)
+    if args.camera is None and args.frame_resize is not None:
+        raise UserError('--frame-resize resizes --camera frames; images are read at their own size: drop it')
+    if args.deploy and (args.nms_thresh is not None or args.force_nms is not None):
+        raise UserError('--nms / --force change the rebuilt graph; the --deploy graph keeps the NMS settings '
+                        'deploy.py gave it: drop them, or run deploy.py again with them')
     if args.camera is not None and args.show and not display_available():
         raise UserError('--show needs a display (DISPLAY is not set); use --no-show to save frames to --out')
 
 
 def prefix_from_args(args):
-    """``--prefix``, else where train.py saves by default for ``--network`` / ``--data-shape``."""
+    """``--prefix`` (see :func:`config.cli.resolve_prefix`), else where train.py saves by default for
+    ``--network`` / ``--data-shape``."""
     if args.prefix:
-        return args.prefix
+        return resolve_prefix(args.prefix, args.network, args.data_shape)
     return default_prefix(args.network or TRAIN['network'], args.data_shape or DATA['data_shape'])
 
 
@@ -120,19 +175,30 @@ def choose_epoch(prefix, epoch):
     return epochs[-1], 'last saved'
 
 
+def extension_from_args(args):
+    """``--ext`` as a lower-case ``.ext`` (``'jpg'`` and ``'.JPG'`` -> ``'.jpg'``), or None."""
+    if not args.ext:
+        return None
+    return '.' + args.ext.lower().lstrip('.')
+
+
 def image_paths(args):
-    """The input images: ``--images`` as given, or the readable-format files of ``--dir``, sorted."""
+    """The input images: ``--images`` (inside ``--dir`` when given, ``--ext`` appended to names without it),
+    else the files of ``--dir`` with ``--ext`` (default: every readable format), sorted."""
+    ext = extension_from_args(args)
     if args.images is not None:
         if not args.images:
             raise UserError('--images is empty; give comma-separated image files')
-        return list(args.images)
+        names = [name if not ext or name.lower().endswith(ext) else name + ext for name in args.images]
+        return [os.path.join(args.dir, name) if args.dir else name for name in names]
     if not os.path.isdir(args.dir):
         raise UserError('--dir %s is not a folder' % args.dir)
+    wanted = (ext,) if ext else READABLE_EXTENSIONS
     paths = [os.path.join(args.dir, name) for name in sorted(os.listdir(args.dir))
-             if os.path.splitext(name)[1].lower() in READABLE_EXTENSIONS
-             and os.path.isfile(os.path.join(args.dir, name))]
+             if os.path.splitext(name)[1].lower() in wanted and os.path.isfile(os.path.join(args.dir, name))]
     if not paths:
-        raise UserError('--dir %s holds no %s images' % (args.dir, '/'.join(READABLE_EXTENSIONS)))
+        raise UserError('--dir %s holds no %s images%s' % (args.dir, '/'.join(wanted),
+                                                           ' (--ext %s)' % args.ext if ext else ''))
     return paths
 
 
@@ -162,13 +228,16 @@ class Detector:
     ctx : list of mx.Context
     batch_size : int
         Images per forward pass; a shorter list is padded with zeros, whose detections are dropped.
+    symbol : mx.sym.Symbol, optional
+        The graph to run (``--deploy``: deploy.py's); default the one rebuilt from the model's settings.
     """
 
-    def __init__(self, model, ctx, batch_size):
+    def __init__(self, model, ctx, batch_size, symbol=None):
         from evaluate.model import bind_detector
         from symbol import multibox
         self.model, self.batch_size = model, batch_size
-        self.module = bind_detector(model, ctx, batch_size)
+        self.module = bind_detector(model, ctx, batch_size, symbol=symbol)
+        self.seconds = 0.0                  # spent in __call__: input preparation, network and NMS
         self.detection_index = multibox.output_positions(self.module.symbol)[multibox.DETECTION]
 
     def __call__(self, images_bgr):
@@ -188,11 +257,13 @@ class Detector:
         from evaluate.model import preprocess_image
         if not 0 < len(images_bgr) <= self.batch_size:
             raise ValueError('%d images for a batch of %d' % (len(images_bgr), self.batch_size))
+        started = time.perf_counter()
         data = np.zeros((self.batch_size, 3, self.model.data_shape, self.model.data_shape), np.float32)
         for number, image in enumerate(images_bgr):
             data[number] = preprocess_image(image, self.model)[0]
         self.module.forward(mx.io.DataBatch([mx.nd.array(data)]), is_train=False)
         detections = self.module.get_outputs()[self.detection_index].asnumpy()
+        self.seconds += time.perf_counter() - started
         return list(detections[:len(images_bgr)])
 
 
@@ -240,7 +311,7 @@ def run_images(args, paths, class_names, detect, about):
     Parameters
     ----------
     args : argparse.Namespace
-        ``out``, ``thresh`` and ``batch_size`` are used.
+        ``out``, ``thresh``, ``batch_size`` and ``timer`` are used.
     paths : list of str
         The images (:func:`image_paths`).
     class_names : sequence of str
@@ -273,10 +344,22 @@ def run_images(args, paths, class_names, detect, about):
     results = dict(about, thresh=args.thresh, images=entries, skipped=skipped,
                    seconds=round(time.perf_counter() - started, 3))
     results_path = write_results(args.out, results)
+    if args.timer:
+        print(timer_line(len(entries), detect))
     print('wrote %d pictures and %s (%d boxes with score >= %g)%s'
           % (len(entries), results_path, sum(len(entry['detections']) for entry in entries), args.thresh,
              '; skipped %d unreadable images' % len(skipped) if skipped else ''))
     return dict(results, results_path=results_path)
+
+
+def timer_line(count, detect):
+    """``detection time ...``: the seconds ``detect`` spent (kept by a :class:`Detector`; any other callable
+    is said not to be measured)."""
+    seconds = getattr(detect, 'seconds', None)
+    if seconds is None:
+        return 'detection time: not measured for %d images (not a demo.Detector)' % count
+    return 'detection time: %.3f s for %d images (%.1f images/s: input preparation, network and NMS)' % (
+        seconds, count, count / max(seconds, 1e-9))
 
 
 def display_available():
@@ -326,6 +409,7 @@ def run_camera(args, class_names, detect, about):
                 ok, frame = capture.read()
                 if not ok or frame is None:
                     break
+                frame = resize_frame(frame, args.frame_resize)
                 picture, records = annotate(frame, detect([frame])[0], class_names, args.thresh)
                 frames += 1
                 bar.update()
@@ -347,34 +431,62 @@ def run_camera(args, class_names, detect, about):
     results_path = write_results(args.out, dict(about, thresh=args.thresh, camera=args.camera, frames=saved)) \
         if saved else None
     print('read %d frames%s' % (frames, '; saved %d with %s' % (len(saved), results_path) if saved else ''))
+    if args.timer:
+        print(timer_line(frames, detect))
     return dict(frames=frames, saved=saved, results_path=results_path)
 
 
-def describe(model):
-    """The model's settings recorded in ``detections.json``."""
+def describe(model, symbol=None):
+    """The model's settings recorded in ``detections.json`` (NMS settings: those of ``symbol`` when given)."""
+    from evaluate.evaluate_net import graph_nms_settings
+    nms_thresh, force_suppress = graph_nms_settings(symbol, model) if symbol is not None else (
+        model.nms_thresh, model.force_suppress)
     return dict(prefix=model.prefix, epoch=model.epoch, network=model.network, data_shape=model.data_shape,
-                classes=list(model.class_names), nms_thresh=model.nms_thresh, force_suppress=model.force_suppress)
+                classes=list(model.class_names), nms_thresh=nms_thresh, force_suppress=force_suppress,
+                mean_pixels=list(model.mean_pixels), std_pixels=list(model.std_pixels),
+                graph='deploy' if symbol is not None else 'checkpoint')
+
+
+def load_demo_model(args, prefix, epoch):
+    """The model with ``--mean-*`` / ``--std-*`` applied, and the graph to run.
+
+    Returns
+    -------
+    model : evaluate.model.TrainedModel
+    symbol : mx.sym.Symbol or None
+        deploy.py's graph with ``--deploy`` (the model then holds its weights), else None (rebuilt).
+    """
+    import dataclasses
+    from evaluate.evaluate_net import read_deploy_checkpoint, with_input_scaling
+    from evaluate.model import load_model
+    model = load_model(prefix, epoch, network=args.network, data_shape=args.data_shape, num_class=args.num_class,
+                       class_names=args.class_names, nms_thresh=args.nms_thresh, force_suppress=args.force_nms)
+    model = with_input_scaling(model, *input_scaling_from_args(args))
+    if not args.deploy:
+        return model, None
+    symbol, arg_params, aux_params = read_deploy_checkpoint(prefix, epoch)
+    return dataclasses.replace(model, arg_params=arg_params, aux_params=aux_params), symbol
 
 
 def main(args):
     configure_threads()
-    from config.cli import contexts_from_args
-    from evaluate.model import load_model   # imports mxnet, which reads OMP_NUM_THREADS once
+    from config.cli import contexts_from_args   # evaluate/ imports mxnet, which reads OMP_NUM_THREADS once
 
     check_args(args)
     paths = image_paths(args) if args.camera is None else None   # bad --images / --dir fail before loading
     prefix = prefix_from_args(args)
     epoch, why = choose_epoch(prefix, args.epoch)
-    model = load_model(prefix, epoch, network=args.network, data_shape=args.data_shape, num_class=args.num_class,
-                       class_names=args.class_names, nms_thresh=args.nms_thresh, force_suppress=args.force_nms)
+    model, symbol = load_demo_model(args, prefix, epoch)
     ctx = contexts_from_args(args)
-    print('model %s epoch %d (%s): %s at %d px, classes %s' % (prefix, epoch, why, model.network,
-                                                               model.data_shape, ', '.join(model.class_names)))
+    print('model %s epoch %d (%s): %s at %d px, classes %s%s' % (
+        prefix, epoch, why, model.network, model.data_shape, ', '.join(model.class_names),
+        '; deploy graph' if symbol is not None else ''))
     if args.camera is not None:
-        return run_camera(args, model.class_names, Detector(model, ctx[:1], 1), describe(model))
+        return run_camera(args, model.class_names, Detector(model, ctx[:1], 1, symbol), describe(model, symbol))
     batch_size = max(min(args.batch_size, len(paths)), len(ctx))   # every device gets at least one image
     args = argparse.Namespace(**dict(vars(args), batch_size=batch_size))
-    return run_images(args, paths, model.class_names, Detector(model, ctx, batch_size), describe(model))
+    return run_images(args, paths, model.class_names, Detector(model, ctx, batch_size, symbol),
+                      describe(model, symbol))
 
 
 if __name__ == '__main__':

@@ -10,7 +10,8 @@ writes, beside the training checkpoint, ``deploy_ssd_demo-symbol.json`` and ``de
 ``deploy_ssd_demo-config.json`` (input side, mean/std, NMS settings; ``evaluate.model.load_model`` reads it).
 Network, data shape and classes come from the checkpoint's ``-config.json``; ``--network``,
 ``--data-shape``, ``--num-class`` are needed only for checkpoints without one (``--data-shape`` may also
-choose another input side: the networks are fully convolutional).
+choose another input side: the networks are fully convolutional). A ``--prefix`` ending in ``_`` without a
+checkpoint (MXNet's example habit, ``--prefix model/ssd_``) falls back to ``<prefix><network>_<data-shape>``.
 
 The graph: input ``data`` (B, 3, S, S) float32, RGB, ``(pixel - mean) / std`` per channel (values in the
 config); output ``detection`` (B, A, 6) rows ``[class, score, xmin, ymin, xmax, ymax]``, corners normalized
@@ -40,7 +41,7 @@ MXNet's ``detection`` output.
 """
 import argparse
 
-from config.cli import add_checkpoint_args
+from config.cli import add_checkpoint_args, resolve_prefix
 from config.errors import run_cli
 from config.runtime import configure_threads
 
@@ -48,8 +49,9 @@ from config.runtime import configure_threads
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = add_checkpoint_args(parser, epoch_help='epoch of the checkpoint to deploy')
-    model.add_argument('--nms-topk', type=int, default=None,
-                       help='detections kept per image before NMS, -1 for all (default 400)')
+    model.add_argument('--nms-topk', '--topk', type=int, default=None,
+                       help='detections kept per image before NMS, -1 for all (default 400; --topk is MXNet\'s '
+                            'example name)')
     parser.add_argument('--onnx', action='store_true',
                         help='also export the body (cls_prob, loc_preds) to ONNX and the anchors to .npy')
     return parser
@@ -98,7 +100,8 @@ def main(args):
     from symbol.multibox import NMS
     if args.onnx:
         require_onnx()   # before anything is written
-    model = load_model(args.prefix, args.epoch, network=args.network, data_shape=args.data_shape,
+    prefix = resolve_prefix(args.prefix, args.network, args.data_shape)
+    model = load_model(prefix, args.epoch, network=args.network, data_shape=args.data_shape,
                        num_class=args.num_class, class_names=args.class_names, nms_thresh=args.nms_thresh,
                        force_suppress=args.force_nms)
     nms_topk = NMS['nms_topk'] if args.nms_topk is None else args.nms_topk

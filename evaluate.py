@@ -10,12 +10,15 @@ errors (checkpoints without those files need --network, --data-shape and --num-c
 Every image is scored unless --num-batch is given. Prints the per-class AP table (VOC07 11-point and
 all-point area), with --coco-metric COCO AP@[.5:.95], AP50 and AP75 (pycocotools), and the images/s; writes
 detections.json (COCO results format), summary.json and pr_<class>.png to --out (default
-``<prefix>-eval-<epoch>``). --deploy scores the graph deploy.py wrote
+``<prefix>-eval-<epoch>``). --list-path takes the labels from a .lst instead of the .rec; --no-voc07 makes the
+all-point mAP the headline. A --prefix ending in ``_`` without a checkpoint (MXNet's example habit) falls back
+to ``<prefix><network>_<data-shape>``. --deploy scores the graph deploy.py wrote
 (``<dir>/deploy_<name>-symbol.json`` and ``-<epoch>.params`` next to the prefix, or in --deploy-dir).
 """
 import argparse
 
-from config.cli import add_checkpoint_args, add_device_args
+from config.cli import (add_checkpoint_args, add_device_args, add_input_scaling_args, input_scaling_from_args,
+                        resolve_prefix)
 from config.defaults import DATA, TRAIN
 from config.errors import run_cli
 from config.runtime import configure_threads
@@ -29,15 +32,15 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group('data')
     data.add_argument('--rec-path', default=TRAIN['val_path'], help='validation .rec (its .idx next to it)')
+    data.add_argument('--list-path', default=TRAIN['val_list'],
+                      help='optional detection .lst whose labels replace those stored in the .rec (as MXNet\'s '
+                           'example; DetRecordIter path_imglist=)')
     data.add_argument('--batch-size', type=int, default=DATA['batch_size'], help='images per batch')
     data.add_argument('--num-batch', type=int, default=None,
                       help='score only the first N batches (default: every image of --rec-path)')
     data.add_argument('--label-width', type=int, default=DATA['label_width'],
                       help='object rows per image in the labels (default: the most in one image of the .rec)')
-    for kind, what in (('mean', 'mean subtracted'), ('std', 'divisor after the mean')):
-        for channel in 'rgb':
-            data.add_argument('--%s-%s' % (kind, channel), type=float, default=None,
-                              help='%s %s (default: the value the checkpoint was trained with)' % (channel, what))
+    add_input_scaling_args(data)
     model = add_checkpoint_args(parser, epoch_help='checkpoint epoch to score')
     model.add_argument('--deploy', action='store_true',
                        help='score the deploy graph written by deploy.py instead of rebuilding it')
@@ -49,6 +52,8 @@ def build_parser():
                          help='IoU at which a detection matches a ground-truth box (VOC APs)')
     scoring.add_argument('--use-difficult', action='store_true', default=TRAIN['use_difficult'],
                          help='score difficult objects as ordinary ones')
+    scoring.add_argument('--voc07', action=argparse.BooleanOptionalAction, default=TRAIN['voc07'],
+                         help='headline mAP: VOC07 11-point (--no-voc07: all-point area); the table shows both')
     scoring.add_argument('--coco-metric', action='store_true',
                          help='also COCO AP@[.5:.95], AP50, AP75 through pycocotools')
     scoring.add_argument('--out', default=None, help='output folder (default: <prefix>-eval-<epoch>)')
@@ -60,11 +65,13 @@ def evaluate_kwargs(args):
     """The parsed flags as :func:`evaluate.evaluate_net.evaluate_net` keyword arguments."""
     from config.cli import contexts_from_args
     kwargs = dict(vars(args))
-    channels = {kind: tuple(kwargs.pop('%s_%s' % (kind, channel)) for channel in 'rgb') for kind in ('mean', 'std')}
-    for flag_only in ('gpus', 'cpu', 'out', 'no_progress'):
+    mean_pixels, std_pixels = input_scaling_from_args(args)
+    scaling = ['%s_%s' % (kind, channel) for kind in ('mean', 'std') for channel in 'rgb']
+    for flag_only in ['gpus', 'cpu', 'out', 'no_progress'] + scaling:
         del kwargs[flag_only]
     kwargs.update(ctx=contexts_from_args(args), out_dir=args.out, progress=not args.no_progress,
-                  mean_pixels=channels['mean'], std_pixels=channels['std'], force_suppress=kwargs.pop('force_nms'))
+                  mean_pixels=mean_pixels, std_pixels=std_pixels, force_suppress=kwargs.pop('force_nms'),
+                  prefix=resolve_prefix(args.prefix, args.network, args.data_shape))
     return kwargs
 
 

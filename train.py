@@ -40,6 +40,9 @@ def build_parser():
     data.add_argument('--val-path', default=TRAIN['val_path'], help="validation .rec ('' skips validation)")
     data.add_argument('--val-list', default=TRAIN['val_list'],
                       help='optional detection .lst whose labels replace those in the val .rec')
+    data.add_argument('--num-example', type=int, default=TRAIN['num_example'],
+                      help="accepted for MXNet's example scripts and ignored: the image count is read from the "
+                           'train .rec (a note says so)')
     data.add_argument('--train-preset', default=TRAIN['train_preset'], choices=sorted(PRESETS),
                       help='augmentation preset of the training iterator (config/augmentation.py)')
     add_common_args(parser)

@@ -1,5 +1,8 @@
 """Run the benchmarks, print one table, write ``bench/results.json`` and ``bench/RESULTS.md``.
 
+``--quick`` writes its own files instead (``bench/results-quick.json``, ``bench/RESULTS-quick.md``, parts in
+``bench/quick/``; gitignored): the committed full-run figures stay.
+
 Parts, each a script run as its own process (so that each starts with a fresh MXNet and its own thread pool)
 that prints its own table and writes ``<parts dir>/<part>_results.json``:
 
@@ -46,12 +49,35 @@ def parse_args(argv=None):
     parser.add_argument('--quick', action='store_true', help='every part at its small size (a few minutes)')
     parser.add_argument('--only', default=','.join(PARTS),
                         help='comma-separated parts to run, of %s (default: all)' % ', '.join(PARTS))
-    parser.add_argument('--parts-dir', default=BENCH_DIR, help='where each part writes <part>_results.json')
+    parser.add_argument('--parts-dir', default=None,
+                        help='where each part writes <part>_results.json (default: bench/; bench/quick/ with '
+                             '--quick)')
     parser.add_argument('--work-dir', default=os.path.join(BENCH_DIR, 'work'),
                         help='scratch folder of the parts that generate data (data, time_to_accuracy)')
-    parser.add_argument('--results', default=os.path.join(BENCH_DIR, 'results.json'), help='merged rows (JSON)')
-    parser.add_argument('--markdown', default=os.path.join(BENCH_DIR, 'RESULTS.md'), help='the rendered report')
-    return parser.parse_args(argv)
+    parser.add_argument('--results', default=None,
+                        help='merged rows, JSON (default: bench/results.json; --quick: bench/results-quick.json)')
+    parser.add_argument('--markdown', default=None,
+                        help='the report (default: bench/RESULTS.md; --quick: bench/RESULTS-quick.md)')
+    return with_output_paths(parser.parse_args(argv))
+
+
+def default_output_paths(quick):
+    """``{'parts_dir', 'results', 'markdown'}`` of a full run (the committed files) or of a quick run (its own
+    gitignored files, so that ``make bench-quick`` never overwrites the full run's figures)."""
+    if quick:
+        return dict(parts_dir=os.path.join(BENCH_DIR, 'quick'),
+                    results=os.path.join(BENCH_DIR, 'results-quick.json'),
+                    markdown=os.path.join(BENCH_DIR, 'RESULTS-quick.md'))
+    return dict(parts_dir=BENCH_DIR, results=os.path.join(BENCH_DIR, 'results.json'),
+                markdown=os.path.join(BENCH_DIR, 'RESULTS.md'))
+
+
+def with_output_paths(args):
+    """``args`` with the output paths not given filled in by :func:`default_output_paths`."""
+    for key, path in default_output_paths(args.quick).items():
+        if getattr(args, key) is None:
+            setattr(args, key, path)
+    return args
 
 
 def selected_parts(only):

@@ -1,10 +1,11 @@
-"""Command-line arguments shared by every entry script (train.py now; evaluate.py, demo.py, deploy.py later).
+"""Command-line arguments shared by every entry script (train.py, evaluate.py, demo.py, deploy.py, ...).
 
 Each ``add_*_args`` helper adds one group of flags with its defaults from :mod:`config.defaults`; the
 ``*_from_args`` helpers turn parsed flags into the plain values library code takes. MXNet is imported only
 inside the helpers that need it, so scripts can call ``configure_threads()`` first.
 """
 import argparse
+import glob
 import os
 
 from config.defaults import DATA, TRAIN
@@ -73,9 +74,11 @@ def add_checkpoint_args(parser, required=True, epoch_help='checkpoint epoch'):
 
 
 def add_device_args(parser):
-    """``--gpus`` and ``--cpu``."""
+    """``--gpus`` (alias ``--gpu``, the name MXNet's example demo.py used) and ``--cpu``."""
     group = parser.add_argument_group('devices')
-    group.add_argument('--gpus', default=TRAIN['gpus'], help="GPU ids, e.g. 0,1; '' trains on the CPU")
+    group.add_argument('--gpus', '--gpu', default=TRAIN['gpus'],
+                       help="GPU ids, e.g. 0,1; '' for the CPU (default: every visible GPU when this MXNet build "
+                            'has CUDA and sees one, else the CPU)')
     group.add_argument('--cpu', action='store_true', help='run on the CPU whatever --gpus says')
     return group
 
@@ -93,6 +96,20 @@ def add_data_args(parser):
     group.add_argument('--label-width', type=int, default=DATA['label_width'],
                        help='object rows per image in the labels (default: the most in one image of the files)')
     return group
+
+
+def add_input_scaling_args(group):
+    """``--mean-r/g/b`` and ``--std-r/g/b`` defaulting to None: the value the checkpoint was trained with."""
+    for kind, what in (('mean', 'mean subtracted'), ('std', 'divisor after the mean')):
+        for channel in 'rgb':
+            group.add_argument('--%s-%s' % (kind, channel), type=float, default=None,
+                               help='%s %s (default: the value the checkpoint was trained with)' % (channel, what))
+    return group
+
+
+def input_scaling_from_args(args):
+    """``(mean_pixels, std_pixels)``, each ``(r, g, b)`` with None for a channel not given."""
+    return tuple(tuple(getattr(args, '%s_%s' % (kind, channel)) for channel in 'rgb') for kind in ('mean', 'std'))
 
 
 def add_eval_args(parser):
@@ -136,6 +153,43 @@ def prefix_from_args(args):
     return args.prefix if args.prefix else default_prefix(args.network, args.data_shape)
 
 
+def has_checkpoint(prefix):
+    """Whether ``<prefix>-symbol.json`` or a ``<prefix>-NNNN.params`` exists."""
+    params = glob.glob(glob.escape(prefix) + '-[0-9][0-9][0-9][0-9].params')
+    return os.path.isfile(prefix + '-symbol.json') or bool(params)
+
+
+def example_prefix_candidates(prefix, network, data_shape):
+    """Where MXNet's example would have saved for ``--prefix`` ending in ``_``: ``<prefix><network>_<data_shape>``
+    (its train.py), then ``<prefix><network>`` (its evaluate.py); without ``data_shape``, every saved
+    ``<prefix><network>_<side>``."""
+    if not network:
+        return []
+    base = prefix + network
+    if data_shape:
+        return ['%s_%d' % (base, data_shape), base]
+    sides = {path[len(base) + 1:].split('-')[0] for path in glob.glob(glob.escape(base) + '_*-*.params')}
+    return ['%s_%s' % (base, side) for side in sorted(sides, key=int) if side.isdigit()] + [base]
+
+
+def resolve_prefix(prefix, network=None, data_shape=None):
+    """``prefix`` as given, unless it ends in ``_`` (MXNet's example habit, e.g. ``model/ssd_``), has no
+    checkpoint, and ``<prefix><network>_<data_shape>`` (or ``<prefix><network>``) has one: then that, with a
+    one-line note. ``network`` / ``data_shape`` are the flags' values (None when not given)."""
+    if not prefix or not prefix.endswith('_') or has_checkpoint(prefix):
+        return prefix
+    found = [candidate for candidate in example_prefix_candidates(prefix, network, data_shape)
+             if has_checkpoint(candidate)]
+    if not found:
+        return prefix
+    if not data_shape and len(found) > 1:
+        raise UserError('--prefix %s: checkpoints %s all fit; give --data-shape to choose'
+                        % (prefix, ', '.join(found)))
+    print('note: --prefix %s has no checkpoint; using %s (MXNet\'s example appended <network>_<data-shape>)'
+          % (prefix, found[0]))
+    return found[0]
+
+
 def parse_gpu_ids(gpus):
     """``'0,1'`` -> ``[0, 1]``; ``''`` -> ``[]``."""
     try:
@@ -148,14 +202,37 @@ def parse_gpu_ids(gpus):
     return ids
 
 
+def visible_gpu_count():
+    """GPUs this MXNet build can use: 0 without CUDA support or when the CUDA runtime finds none."""
+    import mxnet as mx
+    try:
+        if not mx.runtime.Features().is_enabled('CUDA'):
+            return 0
+        return int(mx.context.num_gpus())
+    except mx.base.MXNetError:       # a CUDA build on a machine without a driver
+        return 0
+
+
 def cuda_available():
     """Whether this MXNet build has CUDA and sees a GPU."""
+    return visible_gpu_count() > 0
+
+
+def default_contexts():
+    """``[mx.gpu(0), ..., mx.gpu(N - 1)]`` for the visible GPUs, else ``[mx.cpu()]``; prints which, in one line."""
     import mxnet as mx
-    return mx.runtime.Features().is_enabled('CUDA') and mx.context.num_gpus() > 0
+    count = visible_gpu_count()
+    if count:
+        print('device: GPUs %s, every visible one (--gpus IDS chooses, --cpu runs on the CPU)'
+              % ','.join(map(str, range(count))))
+        return [mx.gpu(gpu) for gpu in range(count)]
+    print('device: CPU (this MXNet build has no CUDA or sees no GPU; %s and --gpus IDS for GPUs)' % CUDA_PACKAGE)
+    return [mx.cpu()]
 
 
 def contexts_from_args(args):
-    """``[mx.gpu(i), ...]`` for ``--gpus``, or ``[mx.cpu()]`` with ``--cpu`` or an empty ``--gpus``.
+    """``[mx.gpu(i), ...]`` for ``--gpus``, ``[mx.cpu()]`` with ``--cpu`` or an empty ``--gpus``, and
+    :func:`default_contexts` when neither was given (``--gpus`` None).
 
     Raises
     ------
@@ -163,6 +240,8 @@ def contexts_from_args(args):
         When GPUs are asked for but this MXNet build has no CUDA (or sees no GPU).
     """
     import mxnet as mx
+    if not args.cpu and args.gpus is None:
+        return default_contexts()
     ids = [] if args.cpu else parse_gpu_ids(args.gpus)
     if not ids:
         return [mx.cpu()]

@@ -436,6 +436,8 @@ def plot_precision_recall(curve, class_name, voc07_ap, area_ap, path):
     Parameters
     ----------
     curve : (precision, recall) of (D,) arrays, or None when the class has no ground truth
+        ``D`` is 0 when the class has ground truth but no detection (an early checkpoint): the axes are then
+        left empty with a note, and both APs are 0.
     class_name : str
     voc07_ap, area_ap : float
         Shown in the title.
@@ -445,12 +447,14 @@ def plot_precision_recall(curve, class_name, voc07_ap, area_ap, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     figure, axes = plt.subplots(figsize=(4.5, 4))
-    if curve is None:
-        axes.text(0.5, 0.5, 'no ground truth', ha='center', va='center')
-        axes.set_title('%s: no ground truth' % class_name)
+    if curve is None or not len(curve[0]):
+        note = 'no ground truth' if curve is None else 'no detections'
+        axes.text(0.5, 0.5, note, ha='center', va='center')
+        axes.set_title('%s: %s' % (class_name, note if curve is None else
+                                   'AP %.3f (VOC07) %.3f (all-point), %s' % (voc07_ap, area_ap, note)), fontsize=9)
     else:
         precision, recall = curve
-        envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
+        envelope = np.maximum.accumulate(precision[::-1])[::-1]
         axes.plot(recall, precision, color='tab:blue', lw=1, label='precision')
         axes.plot(np.concatenate(([0.], recall)), np.concatenate((envelope[:1], envelope)), color='tab:orange',
                   lw=1.5, drawstyle='steps-pre', label='envelope (all-point AP area)')
@@ -501,6 +505,9 @@ def report_lines(summary):
              % (summary['num_images'], summary['num_ground_truth'], summary['rec_path'], summary['prefix'],
                 summary['epoch'], summary['graph'])]
     lines += format_ap_table(summary['ap'], precision=4)
+    if 'metric' in summary:
+        kind = 'VOC07 11-point' if summary['metric'] == VOC07_COLUMN else 'all-point area, --no-voc07'
+        lines.append('mAP %.4f (%s)' % (summary['mAP'], kind))
     coco = summary.get('coco')
     if coco:
         lines.append('COCO AP@[.5:.95] %.4f  AP50 %.4f  AP75 %.4f (pycocotools; boxes scaled to a %d x %d canvas, '
@@ -544,7 +551,7 @@ def evaluate_net(rec_path, prefix, epoch, network=None, data_shape=None, num_cla
                  batch_size=DATA['batch_size'], num_batch=None, nms_thresh=None, force_suppress=None,
                  mean_pixels=None, std_pixels=None, label_width=DATA['label_width'], overlap=TRAIN['overlap'],
                  use_difficult=TRAIN['use_difficult'], ctx=None, deploy=False, deploy_dir=None,
-                 coco_metric=False, out_dir=None, progress=True, write=True):
+                 coco_metric=False, out_dir=None, progress=True, write=True, list_path='', voc07=TRAIN['voc07']):
     """Score checkpoint ``epoch`` of ``prefix`` on ``rec_path``; print and write the results.
 
     Parameters
@@ -578,15 +585,24 @@ def evaluate_net(rec_path, prefix, epoch, network=None, data_shape=None, num_cla
         Show the tqdm bar.
     write : bool
         Write the output files (False: compute and print only).
+    list_path : str
+        Optional detection ``.lst`` whose labels replace those stored in ``rec_path`` (DetRecordIter's
+        ``path_imglist``; MXNet's example ``--list-path``).
+    voc07 : bool
+        The headline ``mAP`` of the summary is VOC07 11-point (False: all-point); both stay in ``ap``.
 
     Returns
     -------
     dict
         The summary (as in summary.json): ``ap`` ({'VOC07': {class: AP, 'mAP': v}, 'all-point': {...}}),
-        ``coco`` (or None), ``num_images``, ``num_ground_truth``, ``num_detections``, ``images_per_second``,
+        ``metric`` and ``mAP`` (the headline), ``coco`` (or None), ``num_images``, ``num_ground_truth``,
+        ``num_detections``, ``images_per_second``,
         ``network_images_per_second``, ``outputs`` (paths), ...
     """
     check_arguments(rec_path, batch_size, num_batch, overlap)
+    if list_path and not os.path.isfile(list_path):
+        raise UserError('--list-path %s does not exist; give a detection .lst of the .rec\'s images (or none)'
+                        % list_path)
     if deploy and (nms_thresh is not None or force_suppress is not None):
         raise UserError('--nms / --force change the rebuilt graph; the deploy graph keeps the NMS settings '
                         'deploy.py gave it: drop them, or run deploy.py again with them')
@@ -597,15 +613,17 @@ def evaluate_net(rec_path, prefix, epoch, network=None, data_shape=None, num_cla
         class_names=class_names, nms_thresh=nms_thresh, force_suppress=force_suppress)
     check_data_classes(rec_path, model.class_names)
     val_iter = DetRecordIter(rec_path, batch_size, model.data_shape, model.mean_pixels, std_pixels=model.std_pixels,
-                             preset='val', label_pad_width=label_width)
+                             preset='val', label_pad_width=label_width, path_imglist=list_path)
     scores = Scores.start(model.class_names, overlap, use_difficult)
     wanted = val_iter.num_records if num_batch is None else min(val_iter.num_records, num_batch * batch_size)
     count, timing = scan(module, position, val_iter, num_batch, scores.consumers(), wanted, progress)
     results = coco_results(scores.images.detections)
     summary = dict(prefix=prefix, epoch=epoch, rec_path=rec_path, graph='deploy' if deploy else 'checkpoint',
                    network=model.network, data_shape=model.data_shape, batch_size=batch_size, overlap=overlap,
-                   use_difficult=use_difficult)
+                   use_difficult=use_difficult, list_path=list_path)
     summary.update(scores.summary(count, timing, graph_nms_settings(module.symbol, model)))
+    summary.update(metric=VOC07_COLUMN if voc07 else AREA_COLUMN)
+    summary.update(mAP=summary['ap'][summary['metric']]['mAP'])
     if coco_metric:
         summary['coco'] = coco_average_precision(
             coco_ground_truth(scores.images.ground_truth, model.class_names, use_difficult), results)

@@ -23,26 +23,60 @@ def run_script(*args):
                           stderr=subprocess.STDOUT, text=True)
 
 
+COMMITTED = ('bench/results.json', 'bench/RESULTS.md', 'bench/data_results.json')   # the full run's figures
+
+
+def file_bytes(paths):
+    """``{path: bytes or None}`` for repository-relative paths."""
+    def read(path):
+        full = os.path.join(REPO, path)
+        if not os.path.isfile(full):
+            return None
+        with open(full, 'rb') as handle:
+            return handle.read()
+    return {path: read(path) for path in paths}
+
+
 @pytest.fixture(scope='module')
 def quick_run(tmp_path_factory):
-    """``make bench-quick`` (``bench/run.py --quick``, every part) into temporary folders (about 45 s on 2 cores
-    with the 300 test images to generate)."""
-    folder, work = tmp_path_factory.mktemp('bench'), tmp_path_factory.mktemp('bench_work')
-    result = run_script('bench/run.py', '--quick', '--parts-dir', str(folder), '--work-dir', str(work),
-                        '--results', str(folder / 'results.json'), '--markdown', str(folder / 'RESULTS.md'))
+    """``make bench-quick`` (``bench/run.py --quick``, every part, its default output paths; scratch data in a
+    temporary folder; about 45 s on 2 cores with the 300 test images to generate). Returns (parts folder, the
+    merged results, stdout, the committed files' bytes before and after the run)."""
+    work = tmp_path_factory.mktemp('bench_work')
+    before = file_bytes(COMMITTED)
+    result = run_script('bench/run.py', '--quick', '--work-dir', str(work))
     assert result.returncode == 0, result.stdout[-3000:]
-    with open(folder / 'results.json') as handle:
+    with open(os.path.join(REPO, 'bench', 'results-quick.json')) as handle:
         results = json.load(handle)
-    return folder, results, result.stdout
+    return os.path.join(REPO, 'bench', 'quick'), results, result.stdout, (before, file_bytes(COMMITTED))
+
+
+def test_quick_run_leaves_the_full_runs_committed_files_unchanged(quick_run):
+    before, after = quick_run[3]
+    assert before['bench/results.json'] is not None and after == before
+    assert 'wrote %s and %s' % (os.path.join(REPO, 'bench', 'results-quick.json'),
+                                os.path.join(REPO, 'bench', 'RESULTS-quick.md')) in quick_run[2]
+
+
+def test_quick_and_full_runs_write_different_files():
+    from bench import run
+    quick, full = run.parse_args(['--quick']), run.parse_args([])
+    assert (full.results, full.markdown, full.parts_dir) == (os.path.join(REPO, 'bench', 'results.json'),
+                                                             os.path.join(REPO, 'bench', 'RESULTS.md'),
+                                                             os.path.join(REPO, 'bench'))
+    assert (quick.results, quick.markdown, quick.parts_dir) == (os.path.join(REPO, 'bench', 'results-quick.json'),
+                                                                os.path.join(REPO, 'bench', 'RESULTS-quick.md'),
+                                                                os.path.join(REPO, 'bench', 'quick'))
+    assert run.parse_args(['--quick', '--results', 'r.json']).results == 'r.json'      # given paths win
 
 
 def test_quick_run_writes_valid_rows(quick_run):
-    folder, results, _ = quick_run
+    folder, results, _, _ = quick_run
     parts = ['data', 'metric', 'inference', 'train_step', 'time_to_accuracy']          # running order
     assert results['quick'] is True and results['parts'] == parts
     assert results['failures'] == [] and results['skipped'] == []
-    assert sorted(os.listdir(folder)) == sorted(['RESULTS.md', 'results.json'] + [
-        part + '_results.json' for part in parts])                                      # no temporary left
+    assert sorted(os.listdir(folder)) == sorted(part + '_results.json' for part in parts)   # no temporary left
+    assert not [name for name in os.listdir(os.path.dirname(folder)) if '.tmp' in name]
     rows = results['rows']
     # time to accuracy writes no rows in a quick run: a scaled-down training would not measure it
     assert [row['part'] for row in rows] == ['data'] * 3 + ['metric'] * 2 + ['inference'] * 2 + ['train_step'] * 2
@@ -73,8 +107,9 @@ def test_quick_run_writes_valid_rows(quick_run):
 
 
 def test_quick_run_renders_markdown_and_table(quick_run):
-    folder, results, stdout = quick_run
-    markdown = (folder / 'RESULTS.md').read_text().splitlines()
+    _, results, stdout, _ = quick_run
+    with open(os.path.join(REPO, 'bench', 'RESULTS-quick.md')) as handle:
+        markdown = handle.read().splitlines()
     assert markdown == report.markdown_lines(results['rows'], results['machine'], True)
     for row in results['rows']:
         assert sum(line.startswith('| %s | %s | ' % (row['part'], row['name'])) for line in markdown) == 1

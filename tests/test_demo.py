@@ -10,6 +10,7 @@ import pytest
 
 from config.errors import run_cli
 from tests.test_train import make_dataset, tiny_run
+from tools import draw_detections
 from tools.visualize import class_color
 from tools.scripts import load_script
 
@@ -101,6 +102,33 @@ def test_output_names_keep_the_format_family_and_never_collide():
 
 
 # ------------------------------------------------------------------------------ end to end, real model
+DEGENERATE_ROWS = [[0, 0.95, 0.01, 0.4, 0.01, 0.5],      # 0 px wide on a 200 px image (as [2, ., 2, .])
+                   [1, 0.90, 0.1, 0.300, 0.5, 0.305],   # 0.5 px high on a 100 px image
+                   [1, 0.80, 0.1, 0.2, 0.5, 0.8]]       # a normal box: x 20..100, y 20..80
+
+
+def test_boxes_under_one_pixel_wide_or_high_are_no_detections():
+    records = draw_detections.detections_in_pixels(DEGENERATE_ROWS, 200, 100, 0.5, ('circle', 'star'))
+    assert records == [{'class_id': 1, 'class': 'star', 'score': 0.8, 'box': [20.0, 20.0, 100.0, 80.0]}]
+    # clipped to the image first: x 199.5..240 keeps 199.5..200, half a pixel, so it is dropped
+    outside = draw_detections.detections_in_pixels([[0, 0.9, 0.9975, 0.1, 1.2, 0.9]], 200, 100, 0.5, ('c',))
+    assert outside == []
+    inside = draw_detections.detections_in_pixels([[0, 0.9, 0.9, 0.1, 1.2, 0.9]], 200, 100, 0.5, ('c',))
+    assert inside[0]['box'] == [180.0, 10.0, 200.0, 90.0]
+
+
+def test_demo_json_and_picture_hold_only_the_normal_box(tmp_path):
+    image = str(tmp_path / 'wide.png')
+    cv2.imwrite(image, np.full((100, 200, 3), BACKGROUND, np.uint8))
+    args = demo.parse_args(['--images', image, '--out', str(tmp_path / 'out')])
+    result = demo.run_images(args, [image], ('circle', 'star'), fixed_detector(DEGENERATE_ROWS), {})
+    with open(result['results_path']) as handle:
+        assert [record['box'] for record in json.load(handle)['images'][0]['detections']] == [[20, 20, 100, 80]]
+    picture = cv2.imread(result['images'][0]['output'])
+    assert not colour_mask(picture, 0).any()              # nothing of the 0-wide circle is drawn
+    assert columns_of(colour_mask(picture, 1)[50]) == [20, 100]   # one star box: its sides at x 20 and 100
+
+
 def run_demo(argv):
     return run_cli(demo.main, demo.parse_args(argv))
 

@@ -267,6 +267,55 @@ def test_coco_ap50_equals_the_all_point_map_when_precision_is_flat():
     assert area.get()[1][-1] == pytest.approx(0.75) and coco['AP50'] == pytest.approx(0.75, abs=1e-9)
 
 
+def test_a_class_with_ground_truth_but_no_detection_gets_ap_0_a_curve_and_a_summary(tmp_path):
+    """An early checkpoint: class 'one' has ground truth C and no detection at all (it crashed
+    plot_precision_recall: x and y of shapes (1,) and (0,)); class 'two' has neither."""
+    labels, detections = hand_made_batch()
+    detections[0, 1] = -1                                          # the only class-1 detection is gone
+    names = ['zero', 'one', 'two']
+    scores = evaluation.Scores.start(names, 0.5, False)
+    for consumer in scores.consumers():
+        consumer(labels, detections)
+    summary = dict(prefix='p', epoch=1, rec_path='val.rec', graph='checkpoint', batch_size=2,
+                   **scores.summary(2, evaluation.Timing(1.0, 0.5), (0.45, False)))
+    paths = evaluation.write_outputs(str(tmp_path), summary, [], scores.curves, names)
+    for column in ('VOC07', 'all-point'):
+        assert summary['ap'][column]['one'] == 0 and np.isnan(summary['ap'][column]['two'])
+    assert summary['ap']['all-point']['mAP'] == pytest.approx((0.5 + 0.5 * 2 / 3 + 0) / 2)
+    with open(paths['summary']) as handle:
+        assert json.load(handle)['ap']['VOC07']['one'] == 0
+    for path in paths['pr_curves']:
+        assert cv2.imread(path) is not None
+    assert [line.split()[:2] for line in evaluation.report_lines(summary)[3:5]] == [['one', '0.0000'],
+                                                                                   ['two', 'nan']]
+
+
+def test_cli_run_where_a_class_gets_no_detection_prints_the_table_and_writes_the_summary(trained, tmp_path,
+                                                                                         monkeypatch):
+    """evaluate.py on the tiny model with every 'square' detection removed before scoring (as an early
+    checkpoint that never predicts a class): square gets AP 0, its curve picture and the summary are written."""
+    real_scan = evaluation.scan
+
+    def without_squares(consumer):
+        def fed(labels, detections):
+            detections = detections.copy()
+            detections[detections[:, :, 0] == CLASSES.index('square')] = -1
+            consumer(labels, detections)
+        return fed
+
+    monkeypatch.setattr(evaluation, 'scan', lambda module, position, val_iter, num_batch, consumers, *rest:
+                        real_scan(module, position, val_iter, num_batch, [without_squares(c) for c in consumers],
+                                  *rest))
+    out = str(tmp_path / 'no_squares')
+    summary, lines = run_script('--rec-path', trained.val_rec, '--prefix', trained.prefix, '--epoch', '1',
+                                '--out', out)
+    assert summary['ap']['VOC07']['square'] == 0 and summary['ap']['all-point']['square'] == 0
+    assert [line.split()[:2] for line in lines if line.startswith('square')] == [['square', '0.0000']]
+    with open(os.path.join(out, 'summary.json')) as handle:
+        assert json.load(handle)['ap']['VOC07']['square'] == 0
+    assert cv2.imread(os.path.join(out, 'pr_square.png')) is not None
+
+
 # ------------------------------------------------------------------------------------------ deploy graph
 def test_deploy_graph_scores_like_the_checkpoint(trained, full, tmp_path, capsys):
     model = load_model(trained.prefix, 2)

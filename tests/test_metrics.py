@@ -206,7 +206,7 @@ def test_multibox_metric_by_hand():
     arrays = multibox_outputs()
     metric.update([], [mx.nd.zeros((1, 4, 6))] + [mx.nd.array(arrays[name]) for name in outputs[1:]])
     names, values = metric.get()
-    assert names == ['CrossEntropy', 'SmoothL1']
+    assert names == ['CrossEntropy', 'SmoothL1/positive']
     assert values == [pytest.approx(math.log(2)), pytest.approx(1.5)]
     # a second batch whose anchors are all ignored adds nothing to the counts; one with a certain background
     # anchor adds -log 1 = 0 over one more anchor: (3 ln 2) / 4
@@ -220,6 +220,22 @@ def test_multibox_metric_by_hand():
     assert metric.get_global()[1] == [pytest.approx(3 * math.log(2) / 4), pytest.approx(1.5)]
     metric.reset()
     assert metric.get_global()[1] == [0.0, 0.0]
+
+
+def test_smooth_l1_is_named_and_divided_by_the_positive_anchors():
+    """Two positive anchors with known offset errors and six mined negatives (3:1): smooth L1 (sigma 1) of
+    (0.5, 0, 0, 0) is 0.5 * 0.5^2 = 0.125, of (0, -2, 0, 1) is (2 - 0.5) + 0.5 = 2; the sum 2.125 over the
+    2 positives is 1.0625 (MXNet's example divided by all 8 anchors with a target: 0.265625)."""
+    errors = np.zeros((1, 8, 4), np.float32)
+    errors[0, 0], errors[0, 5] = (0.5, 0, 0, 0), (0, -2, 0, 1)
+    loc_loss = mx.nd.smooth_l1(mx.nd.array(errors.reshape(1, 32)), scalar=1.0).asnumpy()
+    cls_label = np.array([[1, 0, 0, 0, 0, 2, 0, 0]], np.float32)          # anchors 0 and 5 positive
+    metric = MultiBoxMetric(['cls_prob_output', 'loc_loss_output', 'cls_label_output'])
+    metric.update_dict({}, {'cls_prob_output': np.full((1, 3, 8), 1 / 3), 'loc_loss_output': loc_loss,
+                            'cls_label_output': cls_label})
+    names, values = metric.get()
+    assert names[1] == 'SmoothL1/positive'
+    assert values[1] == pytest.approx(2.125 / 2)
 
 
 def test_multibox_metric_reports_nan_and_bounds_zero_probability():

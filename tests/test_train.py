@@ -293,7 +293,7 @@ def test_demo_recipe_from_scratch_loss_falls_and_map_rises(tmp_path):
     history = result['history']
     assert len(history) == 16 and all('mAP' in record for record in history)
     assert history[-1]['CrossEntropy'] < 0.9 * history[0]['CrossEntropy']
-    assert history[-1]['SmoothL1'] < 0.75 * history[0]['SmoothL1']
+    assert history[-1]['SmoothL1/positive'] < 0.75 * history[0]['SmoothL1/positive']
     best = result['best']
     assert best['mAP'] >= 0.05 and best['mAP'] > history[0]['mAP'] + 0.04
     with open(prefix + '-best.json') as handle:

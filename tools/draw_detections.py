@@ -10,6 +10,7 @@ import os
 import cv2
 import numpy as np
 
+from config.defaults import DETECT
 from config.errors import UserError
 from tools.atomic import atomic_open
 from tools.visualize import draw_boxes
@@ -22,8 +23,12 @@ OUTPUT_SUFFIX = '_det'
 JPEG_QUALITY = 95     # high quality and no chroma subsampling: one-pixel coloured lines stay their colour
 
 
-def detections_in_pixels(detections, width, height, thresh, class_names):
+def detections_in_pixels(detections, width, height, thresh, class_names, min_side=DETECT['min_box_pixels']):
     """The detections kept at ``thresh``, as boxes in pixels of the original image, best first.
+
+    This is the one place where NMS output rows become the pixel boxes users see (demo.py's pictures and
+    ``detections.json``): a box is clipped to the image, and one narrower or lower than ``min_side`` pixels
+    is no detection and is dropped (e.g. ``[2.0, 169.21, 2.0, 172.77]``, zero wide).
 
     Parameters
     ----------
@@ -36,26 +41,29 @@ def detections_in_pixels(detections, width, height, thresh, class_names):
         Lowest score kept (inclusive).
     class_names : sequence of str
         Name per class id; an id without a name is called ``'class <id>'``.
+    min_side : float
+        Smallest width and height in pixels a kept box has (default ``DETECT['min_box_pixels']``, 1).
 
     Returns
     -------
     list of dict
         ``{'class_id': int, 'class': str, 'score': float, 'box': [xmin, ymin, xmax, ymax]}`` sorted by
-        decreasing score (ties keep the graph's order); ``box`` is ``normalized * (W, H, W, H)`` rounded to
-        two decimals, the numbers the picture is drawn from.
+        decreasing score (ties keep the graph's order); ``box`` is ``normalized * (W, H, W, H)`` clipped to
+        ``[0, W] x [0, H]`` and rounded to two decimals, the numbers the picture is drawn from.
     """
     rows = np.asarray(detections, dtype=np.float64).reshape(-1, 6)
     rows = rows[(rows[:, 0] >= 0) & (rows[:, 1] >= thresh)]
-    order = np.argsort(-rows[:, 1], kind='stable')
-    scale = np.array([width, height, width, height], dtype=np.float64)
+    rows = rows[np.argsort(-rows[:, 1], kind='stable')]
+    boxes = np.clip(rows[:, 2:6] * [width, height, width, height], 0, [width, height, width, height])  # (D, 4)
+    sized = (boxes[:, 2] - boxes[:, 0] >= min_side) & (boxes[:, 3] - boxes[:, 1] >= min_side)
     records = []
-    for cls, score, *corners in rows[order]:
+    for (cls, score), box in zip(rows[sized, :2], boxes[sized]):
         class_id = int(cls)
         records.append({
             'class_id': class_id,
             'class': class_names[class_id] if class_id < len(class_names) else 'class %d' % class_id,
             'score': round(float(score), 6),
-            'box': [round(float(value), 2) for value in np.asarray(corners) * scale],
+            'box': [round(float(value), 2) for value in box],
         })
     return records
 

@@ -4,7 +4,9 @@ import numpy as np
 
 from symbol.multibox import CLS_LABEL, CLS_PROB, LOC_LOSS, output_key
 
-METRIC_NAMES = ('CrossEntropy', 'SmoothL1')
+# The names say what each sum is divided by. MXNet's SSD example divided the smooth-L1 sum by every anchor
+# with a class target (positives and the 3x as many mined negatives), so its number is about 4x smaller.
+METRIC_NAMES = ('CrossEntropy', 'SmoothL1/positive')
 PROBABILITY_FLOOR = 1e-12        # -log(p) uses max(p, this): a probability of exactly 0 counts 27.6, not inf
 
 
@@ -44,8 +46,8 @@ class MultiBoxMetric(mx.metric.EvalMetric):
     """Cross entropy over the anchors that have a class target, and smooth L1 per positive anchor.
 
     ``CrossEntropy`` is the mean of ``-log p[target]`` over anchors whose ``cls_label`` is ``>= 0``;
-    ``SmoothL1`` is the sum of the ``loc_loss`` output divided by the number of positive anchors. Sums and
-    counts add up over batches (local since the last :meth:`reset_local`, global since :meth:`reset`).
+    ``SmoothL1/positive`` is the sum of the ``loc_loss`` output divided by the number of positive anchors.
+    Sums and counts add up over batches (local since the last :meth:`reset_local`, global since :meth:`reset`).
     With no such anchors a value is 0, while NaN or infinite losses come through as such.
 
     Parameters
@@ -103,11 +105,11 @@ class MultiBoxMetric(mx.metric.EvalMetric):
         self.global_num_inst += counts
 
     def get(self):
-        """``(['CrossEntropy', 'SmoothL1'], [value, value])`` since the last :meth:`reset_local`."""
+        """``(['CrossEntropy', 'SmoothL1/positive'], [value, value])`` since the last :meth:`reset_local`."""
         return list(METRIC_NAMES), self._values(self.sum_metric, self.num_inst)
 
     def get_global(self):
-        """``(['CrossEntropy', 'SmoothL1'], [value, value])`` since the last :meth:`reset`."""
+        """``(['CrossEntropy', 'SmoothL1/positive'], [value, value])`` since the last :meth:`reset`."""
         return list(METRIC_NAMES), self._values(self.global_sum_metric, self.global_num_inst)
 
     @staticmethod

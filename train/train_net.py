@@ -86,6 +86,7 @@ class TrainOptions:
     kv_store: str = TRAIN['kv_store']
     seed: int = TRAIN['seed']
     train_preset: str = TRAIN['train_preset']
+    num_example: int = TRAIN['num_example']
     background_prior: float = TRAIN['background_prior']
     head_init_std: float = TRAIN['head_init_std']
     anchor_overlap: float = TRAIN['anchor_overlap']
@@ -176,6 +177,14 @@ def iterations_per_epoch(num_records, batch_size, train_path):
     if num_records < batch_size:
         raise UserError('%s holds %d images, fewer than --batch-size %d' % (train_path, num_records, batch_size))
     return num_records // batch_size
+
+
+def num_example_note(num_example, train_path, num_records):
+    """The note logged for MXNet's example ``--num-example`` (None when it was not given): it is ignored."""
+    if num_example is None:
+        return None
+    return ('--num-example %d is ignored: %s holds %d images, the count the LR steps and epochs use'
+            % (num_example, train_path, num_records))
 
 
 def graph_settings(opts):
@@ -551,6 +560,9 @@ def run(opts, prefix):
     seed_everything(opts.seed)
     train_iter, val_iter, label_width = build_iterators(opts)
     iters = iterations_per_epoch(train_iter.num_records, opts.batch_size, opts.train_path)
+    note = num_example_note(opts.num_example, opts.train_path, train_iter.num_records)
+    if note:
+        LOG.info('note: %s', note)
     symbol = symbol_factory.get_symbol_train(opts.network, opts.data_shape, opts.num_class, **graph_settings(opts))
     module, kind, begin_epoch, frozen = start_module(opts, prefix, precision_graph(opts, symbol), train_iter)
     init_optimizer(module, opts, iters, begin_epoch, kind, prefix)
