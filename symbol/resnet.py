@@ -64,11 +64,11 @@ UNITS_PER_STAGE = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}  # bottleneck units in 
 STAGE_CHANNELS = (256, 512, 1024, 2048)  # output channels of stages 1..4
 STAGE_STRIDES = (1, 2, 2, 2)  # stride of each stage's first unit
 STEM_CHANNELS = 64
-def check_num_layers(num_layers):
-    """Raise :class:`UserError` unless ``num_layers`` is a supported depth."""
+def check_num_layers(num_layers, backbone='resnet'):
+    """Raise :class:`UserError` unless ``num_layers`` is a supported depth (of ``backbone``, named in it)."""
     if num_layers not in UNITS_PER_STAGE:
-        raise UserError('resnet with %r layers is not available; choose num_layers from %s'
-                        % (num_layers, ', '.join(str(depth) for depth in sorted(UNITS_PER_STAGE))))
+        raise UserError('%s with %r layers is not available; choose num_layers from %s'
+                        % (backbone, num_layers, ', '.join(str(depth) for depth in sorted(UNITS_PER_STAGE))))
 
 
 def bottleneck(data, name, channels, stride, downsample, use_global_stats=False):

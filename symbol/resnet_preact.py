@@ -58,21 +58,11 @@ import collections
 
 import mxnet as mx
 
-from config.errors import UserError
+from symbol.resnet import STAGE_CHANNELS, STAGE_STRIDES, STEM_CHANNELS, UNITS_PER_STAGE, check_num_layers
 
-UNITS_PER_STAGE = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}  # bottleneck units in stages 1..4
-STAGE_CHANNELS = (256, 512, 1024, 2048)  # output channels of stages 1..4
-STAGE_STRIDES = (1, 2, 2, 2)  # stride of each stage's first unit
-STEM_CHANNELS = 64
+# The stages are those of the v1 ResNet (symbol/resnet.py): units, channels and strides per stage.
 BN_EPS = 2e-5  # the model zoo ResNet's BatchNorm epsilon
 BN_MOMENTUM = 0.9
-
-
-def check_num_layers(num_layers):
-    """Raise :class:`UserError` unless ``num_layers`` is a supported depth."""
-    if num_layers not in UNITS_PER_STAGE:
-        raise UserError('resnet_preact with %r layers is not available; choose num_layers from %s'
-                        % (num_layers, ', '.join(str(depth) for depth in sorted(UNITS_PER_STAGE))))
 
 
 def unit_output_name(index):
@@ -166,7 +156,7 @@ def feature_layers(data, num_layers=50, use_global_stats=False):
     UserError
         For an unsupported ``num_layers``.
     """
-    check_num_layers(num_layers)
+    check_num_layers(num_layers, 'resnet_preact')
     body = stem(data, use_global_stats)
     layers = collections.OrderedDict()
     index = 0
