@@ -75,14 +75,17 @@ def load_checkpoint_params(prefix, epoch, flag):
     return load_params_file(path, flag)
 
 
-def is_checkpoint_file(path):
-    """True when ``path`` is an MXNet checkpoint's ``.params`` (``arg:``/``aux:`` keys, as Module saves and
-    MXNet's model zoo ships them), False for other files such as GluonCV's ``save_parameters``."""
+def read_checkpoint_file(path):
+    """``(arg_params, aux_params)`` of ``path`` when it is an MXNet checkpoint's ``.params`` (``arg:``/``aux:``
+    keys, as Module saves and MXNet's model zoo ships them); None for other files, such as GluonCV's
+    ``save_parameters``, or a file MXNet cannot read."""
     try:
         saved = mx.nd.load(path)
     except mx.base.MXNetError:
-        return False
-    return isinstance(saved, dict) and any(key.startswith(('arg:', 'aux:')) for key in saved)
+        return None
+    if not (isinstance(saved, dict) and any(key.startswith(('arg:', 'aux:')) for key in saved)):
+        return None
+    return split_params(saved)
 
 
 def load_params_file(path, flag):

@@ -213,9 +213,9 @@ def load_pretrained(opts, settings, aux_names):
     ``--epoch``) or its ``.params`` file, or a GluonCV ``save_parameters`` file."""
     path = opts.pretrained
     if path.endswith('.params') and os.path.isfile(path):
-        if params.is_checkpoint_file(path):    # e.g. the model zoo's resnet-50-0000.params given by its path
-            arg_params, aux_params = params.load_params_file(path, '--pretrained')
-            return arg_params, aux_params, [], path
+        checkpoint = params.read_checkpoint_file(path)   # e.g. the model zoo's resnet-50-0000.params
+        if checkpoint is not None:
+            return checkpoint[0], checkpoint[1], [], path
         arg_params, aux_params, unused = params.load_gluoncv_params(path, settings, aux_names)
         return arg_params, aux_params, unused, path
     checkpoint = params.checkpoint_paths(path, opts.epoch)[1]
