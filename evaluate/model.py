@@ -16,7 +16,7 @@ import mxnet as mx
 from config.defaults import CLASSES_SUFFIX, DATA, EXAMPLE_MEAN_PIXELS
 from config.errors import UserError
 from dataset.imdb import read_class_names
-from symbol import multibox, symbol_factory
+from symbol import common, multibox, symbol_factory
 from train.params import available_epochs, checkpoint_num_classes, checkpoint_paths, split_params  # noqa: F401
 
 
@@ -173,11 +173,7 @@ def load_model(prefix, epoch, network=None, data_shape=None, num_class=None, cla
 
 def expected_shapes(symbol, data_shape):
     """Every parameter and auxiliary state of ``symbol`` with its shape for ``(1, 3, S, S)`` input."""
-    arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, 3, data_shape, data_shape))
-    shapes = dict(zip(symbol.list_arguments(), arg_shapes))
-    shapes.update(zip(symbol.list_auxiliary_states(), aux_shapes))
-    shapes.pop('data')
-    return shapes
+    return common.param_shapes(symbol, data=(1, 3, data_shape, data_shape))
 
 
 def check_params_fit(model, symbol):

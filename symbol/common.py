@@ -33,6 +33,25 @@ def graph_nodes(symbol):
     return json.loads(symbol.tojson())['nodes']
 
 
+def param_shapes(symbol, **input_shapes):
+    """``{name: shape}`` of every parameter and auxiliary state of ``symbol`` for the given input shapes.
+
+    Parameters
+    ----------
+    symbol : mx.sym.Symbol
+    **input_shapes : tuple
+        Shapes of the inputs, e.g. ``data=(1, 3, 300, 300)``; they are left out of the result.
+
+    Returns
+    -------
+    dict of str -> tuple
+    """
+    arg_shapes, _, aux_shapes = symbol.infer_shape(**input_shapes)
+    shapes = {name: shape for name, shape in zip(symbol.list_arguments(), arg_shapes) if name not in input_shapes}
+    shapes.update(zip(symbol.list_auxiliary_states(), aux_shapes))
+    return shapes
+
+
 # --- backbone building blocks shared by resnet, mobilenet and mobilenetv2 ----------------------------------
 BN_EPS = 1e-5  # gluon nn.BatchNorm's default; mx.sym.BatchNorm's own default (1e-3) would not match
 BN_MOMENTUM = 0.9

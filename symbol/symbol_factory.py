@@ -24,7 +24,7 @@ import numbers
 import mxnet as mx
 
 from config.errors import UserError
-from symbol import multibox, symbol_builder
+from symbol import common, multibox, symbol_builder
 
 ANY_MULTIPLE_OF_32 = 'a multiple of 32 from 64'   # key of settings valid at any such input side
 MIN_SIDE = 64                                      # smallest input side of fully convolutional networks
@@ -226,11 +226,7 @@ def backbone_param_shapes(network, probe_side=128):
     layers = symbol_builder.backbone_module(settings['backbone']).feature_layers(
         mx.sym.Variable('data'), **settings['backbone_kwargs'])
     body = mx.sym.Group([layers[name] for name in settings['from_layers']])
-    arg_shapes, _, aux_shapes = body.infer_shape(data=(1, 3, probe_side, probe_side))
-    shapes = dict(zip(body.list_arguments(), arg_shapes))
-    shapes.update(zip(body.list_auxiliary_states(), aux_shapes))
-    shapes.pop('data')
-    return shapes
+    return common.param_shapes(body, data=(1, 3, probe_side, probe_side))
 
 
 def networks_fitting(saved_shapes):

@@ -295,10 +295,7 @@ def build_module(symbol, ctx, train_iter, fixed_param_names):
 def param_shapes(symbol, train_iter):
     """``{name: shape}`` of every parameter and auxiliary state of ``symbol`` on ``train_iter``'s batches."""
     inputs = {desc.name: desc.shape for desc in train_iter.provide_data + train_iter.provide_label}
-    arg_shapes, _, aux_shapes = symbol.infer_shape(**inputs)
-    shapes = {name: shape for name, shape in zip(symbol.list_arguments(), arg_shapes) if name not in inputs}
-    shapes.update(zip(symbol.list_auxiliary_states(), aux_shapes))
-    return shapes
+    return common.param_shapes(symbol, **inputs)
 
 
 def freeze_names(pattern, kind, symbol, loaded, prefix):
