@@ -23,7 +23,7 @@ from config.cli import add_device_args, comma_ints
 from config.defaults import BENCHMARK, DATA, TRAIN
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
-from tools import atomic
+from core import atomic
 
 BATCH_SIZES = BENCHMARK['batch_sizes']    # see config/defaults.py
 NUM_CLASS = BENCHMARK['num_class']
@@ -147,7 +147,7 @@ def graph_and_weights(args):
         build = symbol_factory.get_symbol if args.deploy else body_symbol
         return network, data_shape, build(network, data_shape, num_class), None, 'random'
     from evaluate.model import load_model
-    from train.params import checkpoint_paths
+    from core.checkpoint import checkpoint_paths
     model = load_model(args.prefix, args.epoch, network=args.network, data_shape=args.data_shape,
                        num_class=args.num_class)
     symbol = model.deploy_symbol() if args.deploy else model_body_symbol(model)

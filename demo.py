@@ -301,7 +301,7 @@ def annotate(image_bgr, detections, class_names, thresh):
 
 def write_results(out, results):
     """``<out>/detections.json``, written atomically; returns its path."""
-    from tools.atomic import write_json
+    from core.atomic import write_json
     return write_json(os.path.join(out, RESULTS_NAME), results, indent=1)
 
 

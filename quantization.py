@@ -66,7 +66,7 @@ def run(args):
     from evaluate import quantize_net
     from evaluate.model import bind_detector, load_model
     from evaluate.report import format_ap_table
-    from tools.atomic import write_json
+    from core.atomic import write_json
 
     check_args(args)
     quantize_net.check_mkldnn()

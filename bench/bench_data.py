@@ -21,7 +21,7 @@ import sys
 import time
 
 from config.runtime import available_cores, configure_threads
-from tools.atomic import write_json
+from core.atomic import write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = {'pack_reencode': 1.2, 'pack_pass_through': 0.5, 'loading': 2.0}

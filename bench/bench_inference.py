@@ -26,7 +26,7 @@ import time
 from config.cli import comma_ints
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
-from tools.atomic import write_json
+from core.atomic import write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NETWORK = 'mobilenet0.25'       # the demo recipe's network (config/recipes.py DEMO)

@@ -25,7 +25,7 @@ import time
 
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
-from tools.atomic import write_json
+from core.atomic import write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = 5.0                 # the target: at least 5x GluonCV's speed with identical values

@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 from config.runtime import configure_threads
-from tools.atomic import write_json
+from core.atomic import write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THRESHOLDS = (0.5, 0.6, 0.7)     # the VOC07 mAP levels

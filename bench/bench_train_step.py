@@ -365,7 +365,7 @@ def main(args):
         return
     from tqdm import tqdm
 
-    from tools.atomic import write_json
+    from core.atomic import write_json
 
     pairs = QUICK_PAIRS if args.quick else PAIRS
     if args.data_shape:

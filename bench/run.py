@@ -29,7 +29,7 @@ import time
 
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
-from tools.atomic import atomic_paths
+from core.atomic import atomic_paths
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
@@ -127,7 +127,7 @@ def run_part(part, quick, parts_dir, work_dir):
 
 
 def write_results(results_path, markdown_path, result, markdown):
-    """Both files or neither (tools/atomic)."""
+    """Both files or neither (core/atomic)."""
     with atomic_paths(results_path, markdown_path) as (results_temp, markdown_temp):
         with open(results_temp, 'w') as handle:
             json.dump(result, handle, indent=2)

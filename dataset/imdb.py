@@ -11,7 +11,7 @@ import numpy as np
 from config.defaults import CLASSES_SUFFIX
 from config.errors import UserError
 from dataset.lst import OBJECT_WIDTH, format_lst_line
-from tools.atomic import atomic_open
+from core.atomic import atomic_open
 
 
 class Imdb:

@@ -25,9 +25,9 @@ import numpy as np
 from config.defaults import CLASSES_SUFFIX, DEPLOY
 from config.errors import UserError
 from symbol import multibox, symbol_factory, symbol_builder
-from tools.atomic import atomic_paths
+from core.atomic import atomic_paths
 from evaluate.model import check_params_fit
-from train.params import checkpoint_paths, save_params
+from core.checkpoint import checkpoint_paths, save_params
 
 DEPLOY_TAG = DEPLOY['file_tag']  # see config/defaults.py
 LOC_PREDS, ANCHORS = multibox.LOC_PREDS, multibox.ANCHORS

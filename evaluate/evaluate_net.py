@@ -45,8 +45,8 @@ from evaluate.eval_metric import IGNORED, MApMetric, VOC07MApMetric, match_batch
 from evaluate.model import available_epochs, bind_detector, load_model
 from evaluate.report import format_ap_table
 from symbol import multibox
-from tools.atomic import atomic_paths, write_json
-from train.params import split_params
+from core.atomic import atomic_paths, write_json
+from core.checkpoint import split_params
 
 # New defaults of this module (candidates for config/defaults.py):
 COCO_CANVAS = EVALUATE['coco_canvas']                    # see config/defaults.py

@@ -17,7 +17,7 @@ from config.defaults import CLASSES_SUFFIX, DATA, EXAMPLE_MEAN_PIXELS
 from config.errors import UserError
 from dataset.imdb import read_class_names
 from symbol import common, multibox, symbol_factory
-from train.params import available_epochs, checkpoint_num_classes, checkpoint_paths, split_params  # noqa: F401
+from core.checkpoint import available_epochs, checkpoint_num_classes, checkpoint_paths, split_params  # noqa: F401
 
 
 @dataclasses.dataclass

@@ -39,7 +39,7 @@ from dataset.iterator import DetRecordIter
 from evaluate.eval_metric import MApMetric, VOC07MApMetric, box_iou
 from symbol import multibox
 from symbol.common import graph_nodes
-from tools.atomic import atomic_paths
+from core.atomic import atomic_paths
 
 CALIB_MODES = ('naive', 'entropy')          # how the value ranges are found (see the module notes)
 QUANTIZED_DTYPES = ('auto', 'int8', 'uint8')   # int8 type of the quantized tensors; auto: uint8 after ReLU

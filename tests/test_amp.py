@@ -13,7 +13,7 @@ from symbol import symbol_factory
 from tests.test_train import NETWORK, SHAPE, make_dataset, tiny_run
 from tools.scripts import load_script
 from train import amp
-from train.params import load_checkpoint_params
+from core.checkpoint import load_checkpoint_params
 
 BF16_PROBLEM = amp.bf16_problem()
 BFLOAT16 = np.dtype([('bfloat16', np.uint16)])        # how MXNet's infer_type names bfloat16

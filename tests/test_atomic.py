@@ -1,10 +1,10 @@
-"""tools/atomic.py: an output is complete or absent, never half-written; a failed write leaves the old file."""
+"""core/atomic.py: an output is complete or absent, never half-written; a failed write leaves the old file."""
 import json
 import os
 
 import pytest
 
-from tools.atomic import atomic_open, atomic_paths, write_json
+from core.atomic import atomic_open, atomic_paths, write_json
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

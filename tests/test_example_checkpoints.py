@@ -21,7 +21,7 @@ from evaluate.model import check_params_fit, load_model
 from symbol import common, symbol_factory
 from tests.test_train import make_dataset, tiny_run
 from tools.scripts import load_script
-from train.params import load_checkpoint_params, save_params
+from core.checkpoint import load_checkpoint_params, save_params
 
 VGG_GROUPS = ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))   # (group, convolutions) of VGG-16
 EXTRA_LAYERS = {300: 4, 512: 5}                          # SSD300 / SSD512 extra layers after relu7

@@ -9,7 +9,7 @@ import pytest
 from config.errors import UserError
 from evaluate.model import check_params_fit, load_model
 from symbol import inceptionv3, resnet_preact, symbol_factory
-from train import params
+from core import checkpoint as params
 from train.train_net import TrainOptions, initial_params
 
 NUM_CLASSES = 3

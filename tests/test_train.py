@@ -17,7 +17,7 @@ from symbol import symbol_factory
 from tools import prepare_dataset, synthetic_voc
 from train import train_net as train_net_module
 from train.callbacks import TrainingDiverged
-from train.params import load_checkpoint_params
+from core.checkpoint import load_checkpoint_params
 from train.train_net import train_net
 from tools.scripts import load_script
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from config.defaults import DETECT
 from config.errors import UserError
-from tools.atomic import atomic_open
+from core.atomic import atomic_open
 from tools.visualize import draw_boxes
 
 # Input and output picture formats. An output keeps its input's extension when OpenCV can write it, else

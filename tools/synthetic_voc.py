@@ -33,7 +33,7 @@ from config.cli import comma_floats
 from config.defaults import SYNTHETIC
 from config.errors import UserError, run_cli
 from config.runtime import available_cores
-from tools.atomic import atomic_open, atomic_paths
+from core.atomic import atomic_open, atomic_paths
 
 SHAPES = ('circle', 'square', 'triangle', 'star', 'cross', 'ring')  # every shape this module can draw
 SPLITS = ('trainval', 'test')

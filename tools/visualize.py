@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from config.errors import UserError
-from tools.atomic import atomic_open
+from core.atomic import atomic_open
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
 _FONT = cv2.FONT_HERSHEY_SIMPLEX

@@ -21,9 +21,9 @@ import numpy as np
 from tqdm import tqdm
 
 from config.errors import UserError
-from tools.atomic import atomic_paths, write_json
+from core.atomic import atomic_paths, write_json
 from train.curves import plot_training_curves
-from train.params import checkpoint_paths, save_params
+from core.checkpoint import checkpoint_paths, save_params
 
 LOG = logging.getLogger('train')
 

@@ -4,7 +4,7 @@ import matplotlib
 matplotlib.use('Agg')   # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tools.atomic import atomic_paths  # noqa: E402
+from core.atomic import atomic_paths  # noqa: E402
 
 NOT_PLOTTED = ('epoch', 'seconds', 'mAP')   # history keys that are not training losses
 

@@ -30,7 +30,7 @@ from dataset.iterator import DetRecordIter, shared_label_width
 from evaluate.eval_metric import MApMetric, VOC07MApMetric
 from evaluate.report import format_ap_table
 from symbol import common, multibox, symbol_factory
-from tools.atomic import atomic_open, write_json
+from core.atomic import atomic_open, write_json
 from train import amp, callbacks, params, schedule
 from train.initializer import SSDInitializer
 from train.metric import MultiBoxMetric

@@ -1,0 +1,114 @@
+"""MXNet checkpoint files: ``<prefix>-symbol.json`` and ``<prefix>-%04d.params`` with ``arg:`` / ``aux:`` keys.
+
+The one reader and writer of the arrays; :class:`core.run_dir.RunDir` names the files of a run and calls these.
+"""
+import glob
+import logging
+import os
+import re
+
+import mxnet as mx
+
+from config.errors import UserError
+from symbol import common
+
+LOG = logging.getLogger('train')
+
+
+def checkpoint_paths(prefix, epoch):
+    """``(symbol, params, states)`` paths of checkpoint ``epoch`` of ``prefix``."""
+    return ('%s-symbol.json' % prefix, '%s-%04d.params' % (prefix, epoch), '%s-%04d.states' % (prefix, epoch))
+
+
+def available_epochs(prefix):
+    """Epoch numbers of the ``<prefix>-NNNN.params`` files that exist, ascending."""
+    pattern = re.compile(re.escape(os.path.basename(prefix)) + r'-(\d{4})\.params$')
+    found = (pattern.match(os.path.basename(path)) for path in glob.glob(glob.escape(prefix) + '-*.params'))
+    return sorted(int(match.group(1)) for match in found if match)
+
+
+def save_params(path, arg_params, aux_params):
+    """``mx.nd.save`` with the ``arg:`` / ``aux:`` keys that Module, SymbolBlock and the loaders here read."""
+    arrays = {'arg:' + name: value for name, value in arg_params.items()}
+    arrays.update({'aux:' + name: value for name, value in aux_params.items()})
+    mx.nd.save(path, arrays)
+
+
+def split_params(saved):
+    """``(arg_params, aux_params)`` from a loaded ``.params`` dict keyed ``arg:<name>`` / ``aux:<name>``
+    (what :func:`save_params` writes); other keys are ignored. Checkpoints of this project from before its
+    extra layers were named as MXNet's SSD example names them (``extra<n>_*``) get the current names."""
+    arg_params, aux_params = {}, {}
+    for key, value in saved.items():
+        kind, _, name = key.partition(':')
+        {'arg': arg_params, 'aux': aux_params}.get(kind, {})[name] = value
+    renamed = common.rename_legacy_extra_layers(arg_params)
+    if renamed:
+        LOG.info('renamed %d parameters of the earlier extra<n>_* naming (e.g. %s -> %s)', len(renamed),
+                 *sorted(renamed.items())[0])
+        arg_params = {renamed.get(name, name): value for name, value in arg_params.items()}
+    return arg_params, aux_params
+
+
+def load_checkpoint_params(prefix, epoch, flag):
+    """``(arg_params, aux_params)`` of ``<prefix>-<epoch>.params``; ``flag`` names the option in errors."""
+    path = checkpoint_paths(prefix, epoch)[1]
+    if not os.path.isfile(path):
+        raise UserError('%s: checkpoint %s does not exist (check --prefix and the epoch number)' % (flag, path))
+    return load_params_file(path, flag)
+
+
+def read_checkpoint_file(path):
+    """``(arg_params, aux_params)`` of ``path`` when it is an MXNet checkpoint's ``.params`` (``arg:``/``aux:``
+    keys, as Module saves and MXNet's model zoo ships them); None for other files, such as GluonCV's
+    ``save_parameters``, or a file MXNet cannot read."""
+    try:
+        saved = mx.nd.load(path)
+    except mx.base.MXNetError:
+        return None
+    if not (isinstance(saved, dict) and any(key.startswith(('arg:', 'aux:')) for key in saved)):
+        return None
+    return split_params(saved)
+
+
+def load_params_file(path, flag):
+    """``(arg_params, aux_params)`` of the checkpoint file ``path``; ``flag`` names the option in errors."""
+    try:
+        saved = mx.nd.load(path)
+    except mx.base.MXNetError:
+        raise UserError('%s: %s is not an MXNet parameter file' % (flag, path)) from None
+    arg_params, aux_params = split_params(saved)
+    if not arg_params:
+        raise UserError('%s: %s holds no arg: parameters; is it a gluon .params file? Give its path ending in '
+                        '.params to --pretrained' % (flag, path))
+    return arg_params, aux_params
+
+
+def checkpoint_num_classes(arg_params, shapes, num_classes):
+    """The class count a checkpoint was trained for, read from a class-head weight's shape.
+
+    Parameters
+    ----------
+    arg_params : dict
+        The checkpoint's parameters.
+    shapes : dict
+        The network's shapes; its class heads have ``anchors * (num_classes + 1)`` filters. The anchor count is
+        the checkpoint's own (its box head has ``anchors * 4`` filters) when it has that head, so another
+        anchor layout is not mistaken for another class count.
+    num_classes : int
+        The network's class count.
+
+    Returns
+    -------
+    int or None
+        None when the checkpoint has no class head of this network.
+    """
+    for name, shape in shapes.items():
+        if common.is_class_head_param(name) and name.endswith('_weight') and name in arg_params:
+            box_head = name.replace(common.CLS_HEAD, common.LOC_HEAD)
+            if box_head in arg_params:     # the checkpoint's own anchor count: 4 box offsets per anchor
+                anchors = arg_params[box_head].shape[0] // 4
+            else:
+                anchors = shape[0] // (num_classes + 1)
+            return arg_params[name].shape[0] // anchors - 1
+    return None
