@@ -20,7 +20,8 @@ import statistics
 import time
 
 from config.cli import add_device_args, comma_ints
-from config.defaults import BENCHMARK, DATA, TRAIN
+from config.defaults import BENCHMARK
+from config.schema import DEFAULTS
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
 from core import atomic
@@ -78,10 +79,10 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     network = parser.add_argument_group('network')
     network.add_argument('--network', '-n', default=None,
-                         help='network name (default: the checkpoint\'s with --prefix, else %s)' % TRAIN['network'])
+                         help='network name (default: the checkpoint\'s with --prefix, else %s)' % DEFAULTS.model.network)
     network.add_argument('--data-shape', '--shape', '-w', type=int, default=None,
                          help='input side in pixels (default: the checkpoint\'s with --prefix, else %d)'
-                              % DATA['data_shape'])
+                              % DEFAULTS.model.data_shape)
     network.add_argument('--num-class', '--class_num', '-class', type=int, default=None,
                          help='object classes (default: the checkpoint\'s with --prefix, else %d)' % NUM_CLASS)
     network.add_argument('--deploy', action='store_true',
@@ -141,8 +142,8 @@ def graph_and_weights(args):
     from evaluate.model import check_params_fit
     from symbol import symbol_factory
     if args.prefix is None:
-        network = args.network or TRAIN['network']
-        data_shape = args.data_shape or DATA['data_shape']
+        network = args.network or DEFAULTS.model.network
+        data_shape = args.data_shape or DEFAULTS.model.data_shape
         num_class = args.num_class or NUM_CLASS
         build = symbol_factory.get_symbol if args.deploy else body_symbol
         return network, data_shape, build(network, data_shape, num_class), None, 'random'

@@ -33,7 +33,8 @@ import time
 
 from config.cli import (add_checkpoint_args, add_device_args, add_input_scaling_args, default_prefix,
                         input_scaling_from_args, resolve_prefix)
-from config.defaults import DATA, DETECT, TRAIN
+from config.defaults import DETECT
+from config.schema import DEFAULTS
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
 
@@ -146,7 +147,7 @@ def prefix_from_args(args):
     ``--network`` / ``--data-shape``."""
     if args.prefix:
         return resolve_prefix(args.prefix, args.network, args.data_shape)
-    return default_prefix(args.network or TRAIN['network'], args.data_shape or DATA['data_shape'])
+    return default_prefix(args.network or DEFAULTS.model.network, args.data_shape or DEFAULTS.model.data_shape)
 
 
 def choose_epoch(prefix, epoch):

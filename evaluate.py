@@ -19,7 +19,7 @@ import argparse
 
 from config.cli import (add_checkpoint_args, add_device_args, add_input_scaling_args, input_scaling_from_args,
                         resolve_prefix)
-from config.defaults import DATA, TRAIN
+from config.schema import DEFAULTS
 from config.errors import run_cli
 from config.runtime import configure_threads
 
@@ -31,14 +31,14 @@ def parse_args(argv=None):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group('data')
-    data.add_argument('--rec-path', default=TRAIN['val_path'], help='validation .rec (its .idx next to it)')
-    data.add_argument('--list-path', default=TRAIN['val_list'],
+    data.add_argument('--rec-path', default=DEFAULTS.data.val_path, help='validation .rec (its .idx next to it)')
+    data.add_argument('--list-path', default=DEFAULTS.data.val_list,
                       help='optional detection .lst whose labels replace those stored in the .rec (as MXNet\'s '
                            'example; DetRecordIter path_imglist=)')
-    data.add_argument('--batch-size', type=int, default=DATA['batch_size'], help='images per batch')
+    data.add_argument('--batch-size', type=int, default=DEFAULTS.data.batch_size, help='images per batch')
     data.add_argument('--num-batch', type=int, default=None,
                       help='score only the first N batches (default: every image of --rec-path)')
-    data.add_argument('--label-width', type=int, default=DATA['label_width'],
+    data.add_argument('--label-width', type=int, default=DEFAULTS.data.label_width,
                       help='object rows per image in the labels (default: the most in one image of the .rec)')
     add_input_scaling_args(data)
     model = add_checkpoint_args(parser, epoch_help='checkpoint epoch to score')
@@ -48,11 +48,11 @@ def build_parser():
                        help='folder of the deploy_<name> files (default: the folder of --prefix)')
     add_device_args(parser)
     scoring = parser.add_argument_group('scoring and outputs')
-    scoring.add_argument('--overlap', type=float, default=TRAIN['overlap'],
+    scoring.add_argument('--overlap', type=float, default=DEFAULTS.eval.overlap,
                          help='IoU at which a detection matches a ground-truth box (VOC APs)')
-    scoring.add_argument('--use-difficult', action='store_true', default=TRAIN['use_difficult'],
+    scoring.add_argument('--use-difficult', action='store_true', default=DEFAULTS.eval.use_difficult,
                          help='score difficult objects as ordinary ones')
-    scoring.add_argument('--voc07', action=argparse.BooleanOptionalAction, default=TRAIN['voc07'],
+    scoring.add_argument('--voc07', action=argparse.BooleanOptionalAction, default=DEFAULTS.eval.voc07,
                          help='headline mAP: VOC07 11-point (--no-voc07: all-point area); the table shows both')
     scoring.add_argument('--coco-metric', action='store_true',
                          help='also COCO AP@[.5:.95], AP50, AP75 through pycocotools')

@@ -16,7 +16,8 @@ import argparse
 import json
 
 from config.cli import add_eval_args
-from config.defaults import DATA, QUANTIZE, TRAIN
+from config.defaults import QUANTIZE
+from config.schema import DEFAULTS
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads, cpu_model_and_flags
 
@@ -32,8 +33,8 @@ def parse_args(argv=None):
     model.add_argument('--epoch', type=int, required=True, help='checkpoint epoch to quantize')
     model.add_argument('--out-prefix', default=None, help='prefix of the INT8 model files (default: <prefix>-int8)')
     data = parser.add_argument_group('data')
-    data.add_argument('--rec-path', default=TRAIN['val_path'], help='validation .rec: calibration and mAP')
-    data.add_argument('--batch-size', type=int, default=DATA['batch_size'],
+    data.add_argument('--rec-path', default=DEFAULTS.data.val_path, help='validation .rec: calibration and mAP')
+    data.add_argument('--batch-size', type=int, default=DEFAULTS.data.batch_size,
                       help='images per batch for calibration, evaluation and timing')
     data.add_argument('--num-batch', type=int, default=None, help='batches evaluated (default: the whole .rec)')
     quant = parser.add_argument_group('quantization')

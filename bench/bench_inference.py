@@ -81,8 +81,8 @@ def check_args(args):
 def random_params(symbol, data_shape, num_classes, seed=SEED):
     """Seeded weights for every parameter and auxiliary state of ``symbol``, as train.py starts from scratch.
 
-    Xavier weights, prediction heads normal with sd ``TRAIN['head_init_std']``, class-head biases at
-    ``TRAIN['background_prior']``, other biases and BatchNorm betas / means 0, gammas / variances 1.
+    Xavier weights, prediction heads normal with sd ``DEFAULTS.model.head_init_std``, class-head biases at
+    ``DEFAULTS.model.background_prior``, other biases and BatchNorm betas / means 0, gammas / variances 1.
 
     Returns
     -------
@@ -90,13 +90,14 @@ def random_params(symbol, data_shape, num_classes, seed=SEED):
     """
     import mxnet as mx
 
-    from config.defaults import TRAIN
+    from config.defaults import INITIALIZER
+    from config.schema import DEFAULTS
     from train.initializer import SSDInitializer
 
     mx.random.seed(seed)
     arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, 3, data_shape, data_shape))
-    initializer = SSDInitializer(num_classes, TRAIN['background_prior'], TRAIN['head_init_std'],
-                                 **TRAIN['initializer'])
+    initializer = SSDInitializer(num_classes, DEFAULTS.model.background_prior, DEFAULTS.model.head_init_std,
+                                 **INITIALIZER)
     attributes = symbol.attr_dict()         # BatchNorm's moving statistics carry their own __init__
 
     def initialized(names, shapes):
@@ -119,7 +120,7 @@ def demo_model(data_shape):
 
     model = TrainedModel(
         prefix='%s%s-%d' % (RANDOM_PREFIX, NETWORK, data_shape), epoch=0, network=NETWORK, data_shape=data_shape,
-        class_names=tuple(SYNTHETIC['classes']), mean_pixels=tuple(DATA['mean_pixels']),
+        class_names=tuple(SYNTHETIC['classes']), mean_pixels=tuple(DEFAULTS.data.mean_pixels),
         std_pixels=(DEMO['std_r'], DEMO['std_g'], DEMO['std_b']), network_overrides=dict(DEMO['network_overrides']),
         nms_thresh=multibox.NMS['nms_thresh'], force_suppress=multibox.NMS['force_suppress'],
         arg_params={}, aux_params={})

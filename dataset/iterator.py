@@ -42,7 +42,8 @@ import numpy as np
 from tqdm import tqdm
 
 from config.augmentation import augmentation_preset
-from config.defaults import DATA
+from config.defaults import LABEL_PAD_VALUE
+from config.schema import DEFAULTS
 from config.errors import UserError
 from config.runtime import decode_threads
 from dataset.lst import (HEADER_WIDTH, OBJECT_WIDTH, format_lst_line, inside_unit_square, read_lst, split_label,
@@ -360,7 +361,7 @@ def unpack_raw_labels(raw, label_width, pad=0):
         ``[cls, xmin, ymin, xmax, ymax, difficult]`` rows; difficult is 0 when the records have 5 columns.
         Filler images get padding rows only.
     """
-    out = np.full((raw.shape[0], label_width, OBJECT_WIDTH), DATA['label_pad_value'], dtype=np.float32)
+    out = np.full((raw.shape[0], label_width, OBJECT_WIDTH), LABEL_PAD_VALUE, dtype=np.float32)
     for image, row in enumerate(raw[:raw.shape[0] - pad]):
         length, header_width, object_width = int(row[3]), int(row[4]), int(row[5])
         objects = row[RAW_INFO_WIDTH + header_width:RAW_INFO_WIDTH + length].reshape(-1, object_width)
@@ -411,8 +412,8 @@ class DetRecordIter(mx.io.DataIter):
     copy it (e.g. ``asnumpy()``) to keep it. ``batch.pad`` counts filler images at the end of a batch.
     """
 
-    def __init__(self, path_imgrec, batch_size, data_shape, mean_pixels=DATA['mean_pixels'],
-                 label_pad_width=None, path_imglist='', preset='val', std_pixels=DATA['std_pixels'],
+    def __init__(self, path_imgrec, batch_size, data_shape, mean_pixels=DEFAULTS.data.mean_pixels,
+                 label_pad_width=None, path_imglist='', preset='val', std_pixels=DEFAULTS.data.std_pixels,
                  **augmentation):
         if int(batch_size) != batch_size or batch_size < 1:
             raise UserError('batch size %r must be a positive whole number' % (batch_size,))
@@ -436,7 +437,7 @@ class DetRecordIter(mx.io.DataIter):
         params = iterator_params(preset, augmentation)
         params.update(path_imgrec=path_imgrec, batch_size=self.batch_size, data_shape=self.data_shape,
                       label_pad_width=layout[0] + layout[1] * self.label_width,
-                      label_pad_value=DATA['label_pad_value'],
+                      label_pad_value=LABEL_PAD_VALUE,
                       mean_r=mean_pixels[0], mean_g=mean_pixels[1], mean_b=mean_pixels[2],
                       std_r=std_pixels[0], std_g=std_pixels[1], std_b=std_pixels[2])
         self._iter = self._create(params, labels)

@@ -36,7 +36,8 @@ import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
-from config.defaults import DATA, EVALUATE, TRAIN
+from config.defaults import EVALUATE
+from config.schema import DEFAULTS
 from config.errors import UserError
 from dataset.imdb import classes_path_for, read_class_names
 from dataset.iterator import DetRecordIter
@@ -548,10 +549,10 @@ def load_detector(prefix, epoch, ctx, batch_size, deploy=False, deploy_dir=None,
 
 
 def evaluate_net(rec_path, prefix, epoch, network=None, data_shape=None, num_class=None, class_names=None,
-                 batch_size=DATA['batch_size'], num_batch=None, nms_thresh=None, force_suppress=None,
-                 mean_pixels=None, std_pixels=None, label_width=DATA['label_width'], overlap=TRAIN['overlap'],
-                 use_difficult=TRAIN['use_difficult'], ctx=None, deploy=False, deploy_dir=None,
-                 coco_metric=False, out_dir=None, progress=True, write=True, list_path='', voc07=TRAIN['voc07']):
+                 batch_size=DEFAULTS.data.batch_size, num_batch=None, nms_thresh=None, force_suppress=None,
+                 mean_pixels=None, std_pixels=None, label_width=DEFAULTS.data.label_width, overlap=DEFAULTS.eval.overlap,
+                 use_difficult=DEFAULTS.eval.use_difficult, ctx=None, deploy=False, deploy_dir=None,
+                 coco_metric=False, out_dir=None, progress=True, write=True, list_path='', voc07=DEFAULTS.eval.voc07):
     """Score checkpoint ``epoch`` of ``prefix`` on ``rec_path``; print and write the results.
 
     Parameters

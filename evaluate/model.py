@@ -1,6 +1,6 @@
 """A trained SSD as evaluate.py, demo.py, deploy.py and quantization.py load it from ``<prefix>``.
 
-``train.py`` writes, beside its checkpoints, ``<prefix>-config.json`` (network, data shape, network overrides,
+``train.py`` writes, beside its checkpoints, ``<prefix>-config.yaml`` (network, data shape, network overrides,
 input mean/std, classes, NMS settings) and ``<prefix>.classes``; :func:`load_model` rebuilds the same graph
 from them, so the user passes only ``--prefix`` and ``--epoch``. Checkpoints without those files (e.g. from
 MXNet's old SSD example) load too when ``--network``, ``--data-shape`` and ``--num-class`` (or
@@ -8,16 +8,17 @@ MXNet's old SSD example) load too when ``--network``, ``--data-shape`` and ``--n
 Flags that contradict the checkpoint are one-line errors naming both values.
 """
 import dataclasses
-import json
-import os
 
 import mxnet as mx
 
-from config.defaults import CLASSES_SUFFIX, DATA, EXAMPLE_MEAN_PIXELS
+from config.defaults import EXAMPLE_MEAN_PIXELS
+from config.schema import DEFAULTS
 from config.errors import UserError
+from config.schema import to_dict
+from core.checkpoint import checkpoint_num_classes
+from core.run_dir import RunDir
 from dataset.imdb import read_class_names
 from symbol import common, multibox, symbol_factory
-from core.checkpoint import available_epochs, checkpoint_num_classes, checkpoint_paths, split_params  # noqa: F401
 
 
 @dataclasses.dataclass
@@ -61,58 +62,30 @@ class TrainedModel:
                                          nms_thresh=self.nms_thresh, force_suppress=self.force_suppress,
                                          nms_topk=nms_topk, **self.network_overrides)
 
-    def deploy_params(self):
-        """``(arg_params, aux_params)`` restricted to what the deploy graph uses."""
-        symbol = self.deploy_symbol()
+    def deploy_params(self, symbol=None):
+        """``(arg_params, aux_params)`` restricted to what ``symbol`` (default: the deploy graph) uses."""
+        symbol = symbol if symbol is not None else self.deploy_symbol()
         args, auxs = set(symbol.list_arguments()), set(symbol.list_auxiliary_states())
         return ({name: value for name, value in self.arg_params.items() if name in args},
                 {name: value for name, value in self.aux_params.items() if name in auxs})
 
 
-def read_params(prefix, epoch):
-    """``(arg_params, aux_params)`` of checkpoint ``epoch``; a missing epoch lists those that exist."""
-    path = checkpoint_paths(prefix, epoch)[1]
-    if not os.path.isfile(path):
-        epochs = available_epochs(prefix)
-        raise UserError('%s does not exist; %s' % (path, 'epochs saved under this prefix: %s' % ', '.join(
-            map(str, epochs)) if epochs else 'no checkpoint is saved under --prefix %s' % prefix))
-    try:
-        saved = mx.nd.load(path)
-    except mx.base.MXNetError:
-        raise UserError('%s is not an MXNet parameter file (truncated or another format)' % path) from None
-    arg_params, aux_params = split_params(saved)
-    return arg_params, aux_params
-
-
-def read_training_config(prefix):
-    """``<prefix>-config.json`` as a dict, or ``{}`` when the checkpoint has none."""
-    path = prefix + '-config.json'
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as handle:
-        try:
-            return json.load(handle)
-        except ValueError:
-            raise UserError('%s is not valid JSON; remove it and pass --network, --data-shape and --num-class'
-                            % path) from None
-
-
-def resolve_class_names(prefix, config, num_class, class_names):
+def resolve_class_names(run, config, num_class, class_names):
     """The class names: ``--class-names``, else ``<prefix>.classes``, else the config, else ``class_<i>``."""
-    saved_file = prefix + CLASSES_SUFFIX
+    saved = run.read_class_names()
     if class_names:
         names = tuple(read_class_names(class_names))
-    elif os.path.isfile(saved_file):
-        names = tuple(read_class_names(saved_file))
-    elif config.get('class_names'):
-        names = tuple(config['class_names'])
+    elif saved:
+        names = saved
+    elif config is not None and config.data.class_names:
+        names = tuple(config.data.class_names)
     elif num_class:
         names = tuple('class_%d' % index for index in range(num_class))
     else:
-        raise UserError('%s does not exist and no --num-class or --class-names was given' % saved_file)
+        raise UserError('%s does not exist and no --num-class or --class-names was given' % run.classes_path)
     if num_class and num_class != len(names):
         raise UserError('class count mismatch: --num-class %d, checkpoint %s has %d classes (%s)'
-                        % (num_class, prefix, len(names), ', '.join(names)))
+                        % (num_class, run.prefix, len(names), ', '.join(names)))
     return names
 
 
@@ -120,7 +93,7 @@ def pick(flag, given, saved, default=None):
     """The value from the config, the flag's when the config has none; a contradiction is a UserError."""
     if saved is None:
         if given is None and default is None:
-            raise UserError('%s is needed: the checkpoint has no -config.json to read it from' % flag)
+            raise UserError('%s is needed: the checkpoint has no -config.yaml (or -config.json) to read it from' % flag)
         return given if given is not None else default
     if given is not None and given != saved:
         raise UserError('%s %s contradicts the checkpoint, trained with %s; drop the flag or pass %s'
@@ -153,22 +126,29 @@ def load_model(prefix, epoch, network=None, data_shape=None, num_class=None, cla
     UserError
         Missing epoch (the existing ones are listed), contradicting flags, unreadable files.
     """
-    config = read_training_config(prefix)
-    arg_params, aux_params = read_params(prefix, epoch)
-    nms_default = multibox.NMS
+    run = RunDir(prefix)
+    config = run.read_config()
+    arg_params, aux_params = run.read_params(epoch)
+    model = config.model if config is not None else None
+    trained_mean = tuple(config.data.mean_pixels) if config is not None else EXAMPLE_MEAN_PIXELS
+    trained_std = tuple(config.data.std_pixels) if config is not None else DEFAULTS.data.std_pixels
     return TrainedModel(
         prefix=prefix, epoch=epoch,
-        network=pick('--network', network, config.get('network')),
-        data_shape=data_shape if data_shape is not None else pick('--data-shape', None, config.get('data_shape')),
-        class_names=resolve_class_names(prefix, config, num_class, class_names),
-        mean_pixels=tuple(mean_pixels or config.get('mean_pixels') or
-                          (DATA['mean_pixels'] if config else EXAMPLE_MEAN_PIXELS)),
-        std_pixels=tuple(std_pixels or config.get('std_pixels') or DATA['std_pixels']),
-        network_overrides=dict(config.get('network_overrides') or {}),
-        nms_thresh=nms_thresh if nms_thresh is not None else (config.get('nms_thresh') or nms_default['nms_thresh']),
-        force_suppress=(force_suppress if force_suppress is not None else
-                        bool(config.get('force_nms') or nms_default['force_suppress'])),
+        network=pick('--network', network, model.network if model else None),
+        data_shape=data_shape if data_shape is not None else pick('--data-shape', None,
+                                                                  model.data_shape if model else None),
+        class_names=resolve_class_names(run, config, num_class, class_names),
+        mean_pixels=tuple(mean_pixels or trained_mean), std_pixels=tuple(std_pixels or trained_std),
+        network_overrides=dict(to_dict(model.network_overrides) if model and model.network_overrides else {}),
+        nms_thresh=first_given(nms_thresh, model and model.nms_thresh, multibox.NMS['nms_thresh']),
+        force_suppress=bool(first_given(force_suppress, model and model.force_suppress,
+                                        multibox.NMS['force_suppress'])),
         arg_params=arg_params, aux_params=aux_params)
+
+
+def first_given(*values):
+    """The first value that is not None."""
+    return next(value for value in values if value is not None)
 
 
 def expected_shapes(symbol, data_shape):
@@ -182,7 +162,7 @@ def check_params_fit(model, symbol):
     The class count is checked first, so that a wrong ``--num-class`` is named as such, with both numbers.
     """
     shapes = expected_shapes(symbol, model.data_shape)
-    source = checkpoint_paths(model.prefix, model.epoch)[1]
+    source = RunDir(model.prefix).params_path(model.epoch)
     trained_classes = checkpoint_num_classes(model.arg_params, shapes, model.num_classes)
     if trained_classes is not None and trained_classes != model.num_classes:
         raise UserError('class count mismatch: %d classes asked for (%s), but %s was trained with %d; pass '

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from config.augmentation import SSD_TRAIN
-from config.defaults import DATA
+from config.schema import DEFAULTS
 from config.errors import UserError
 from dataset.iterator import DetRecordIter
 from tests.test_iterator import write_rec
@@ -68,7 +68,7 @@ def augmented(rec, preset, num_epochs=1, **overrides):
     samples = []
     for _ in range(num_epochs):
         for batch in iterator:
-            data = batch.data[0].asnumpy() + np.reshape(DATA['mean_pixels'], (1, 3, 1, 1))
+            data = batch.data[0].asnumpy() + np.reshape(DEFAULTS.data.mean_pixels, (1, 3, 1, 1))
             labels = batch.label[0].asnumpy()
             for number in range(len(data) - batch.pad):
                 rows = labels[number][labels[number][:, 0] >= 0]

@@ -8,7 +8,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from config.defaults import DATA
+from config.schema import DEFAULTS
 from config.errors import UserError
 from dataset.iterator import DetRecordIter, scan_records, shared_label_width
 from dataset.lst import flatten_label, format_lst_line
@@ -292,11 +292,11 @@ def test_preview_batches_writes_a_picture_of_the_expected_size(tmp_path, capsys,
 
 def test_preview_batch_images_undo_the_mean():
     data = np.zeros((3, 3, 2, 2), np.float32)
-    data[:, 0] = 200 - DATA['mean_pixels'][0]
+    data[:, 0] = 200 - DEFAULTS.data.mean_pixels[0]
     batch = mx.io.DataBatch(data=[mx.nd.array(data)], pad=1)
-    images = preview_batches.batch_images(batch, DATA['mean_pixels'])
+    images = preview_batches.batch_images(batch, DEFAULTS.data.mean_pixels)
     assert len(images) == 3 and images[0].shape == (2, 2, 3)
-    assert tuple(images[0][0, 0]) == (200, int(round(DATA['mean_pixels'][1])), int(round(DATA['mean_pixels'][2])))
+    assert tuple(images[0][0, 0]) == (200, int(round(DEFAULTS.data.mean_pixels[1])), int(round(DEFAULTS.data.mean_pixels[2])))
 
 
 def test_preview_cli_reports_a_missing_rec_in_one_line(tmp_path):

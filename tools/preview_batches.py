@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from config.augmentation import PRESETS
-from config.defaults import DATA
+from config.schema import DEFAULTS
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
 from dataset.imdb import classes_path_for, read_class_names
@@ -28,8 +28,8 @@ def parse_args(argv=None):
     parser.add_argument('--out', required=True, help='picture to write (.png or .jpg)')
     parser.add_argument('--batch-size', type=int, default=8, help='images per batch, one row each (default: 8)')
     parser.add_argument('--num-batches', type=int, default=2, help='batches shown, one per row (default: 2)')
-    parser.add_argument('--data-shape', type=int, default=DATA['data_shape'],
-                        help='network input side in pixels (default: %d)' % DATA['data_shape'])
+    parser.add_argument('--data-shape', type=int, default=DEFAULTS.model.data_shape,
+                        help='network input side in pixels (default: %d)' % DEFAULTS.model.data_shape)
     parser.add_argument('--class-names', default=None,
                         help='class names file or comma-separated list (default: the .classes file next to --rec)')
     return parser.parse_args(argv)
@@ -79,7 +79,7 @@ def collect_batches(iterator, num_batches):
         except StopIteration:
             iterator.reset()
             continue
-        batches.append((batch_images(batch, DATA['mean_pixels']), batch.label[0].asnumpy()))
+        batches.append((batch_images(batch, DEFAULTS.data.mean_pixels), batch.label[0].asnumpy()))
     return batches
 
 
@@ -93,7 +93,7 @@ def main(args):
     if os.path.splitext(args.out)[1].lower() not in IMAGE_EXTENSIONS:
         raise UserError('--out %s must end in one of %s' % (args.out, ', '.join(IMAGE_EXTENSIONS)))
     names = class_names_for(args.rec, args.class_names)
-    iterator = DetRecordIter(args.rec, args.batch_size, args.data_shape, DATA['mean_pixels'], preset=args.preset)
+    iterator = DetRecordIter(args.rec, args.batch_size, args.data_shape, DEFAULTS.data.mean_pixels, preset=args.preset)
     pictures, num_boxes = [], 0
     for images, labels in collect_batches(iterator, args.num_batches):
         pictures += [draw_boxes(image, label, names) for image, label in zip(images, labels)]
