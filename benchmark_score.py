@@ -79,7 +79,8 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     network = parser.add_argument_group('network')
     network.add_argument('--network', '-n', default=None,
-                         help='network name (default: the checkpoint\'s with --prefix, else %s)' % DEFAULTS.model.network)
+                         help='network name (default: the checkpoint\'s with --prefix, else %s)'
+                              % DEFAULTS.model.network)
     network.add_argument('--data-shape', '--shape', '-w', type=int, default=None,
                          help='input side in pixels (default: the checkpoint\'s with --prefix, else %d)'
                               % DEFAULTS.model.data_shape)
@@ -138,7 +139,7 @@ def graph_and_weights(args):
         ``(arg_params, aux_params)`` of the checkpoint, None for random weights.
     weights : str
     """
-    from evaluate.deploy_net import body_symbol, model_body_symbol, params_for
+    from evaluate.deploy_net import body_symbol, model_body_symbol
     from evaluate.model import check_params_fit
     from symbol import symbol_factory
     if args.prefix is None:
@@ -147,14 +148,14 @@ def graph_and_weights(args):
         num_class = args.num_class or NUM_CLASS
         build = symbol_factory.get_symbol if args.deploy else body_symbol
         return network, data_shape, build(network, data_shape, num_class), None, 'random'
+    from core.run_dir import RunDir
     from evaluate.model import load_model
-    from core.checkpoint import checkpoint_paths
     model = load_model(args.prefix, args.epoch, network=args.network, data_shape=args.data_shape,
                        num_class=args.num_class)
     symbol = model.deploy_symbol() if args.deploy else model_body_symbol(model)
     check_params_fit(model, symbol)
-    params = params_for(symbol, model.arg_params, model.aux_params)
-    return model.network, model.data_shape, symbol, params, checkpoint_paths(args.prefix, args.epoch)[1]
+    return model.network, model.data_shape, symbol, model.deploy_params(symbol), RunDir(args.prefix).params_path(
+        args.epoch)
 
 
 def bind(symbol, ctx, batch_size, data_shape, params):
@@ -206,7 +207,8 @@ def count_anchors(module):
 
 def benchmark(args):
     """Time the graph of ``args`` at every batch size; returns a list of :class:`BenchmarkResult`."""
-    from config.cli import contexts_from_args, resolve_prefix
+    from config.cli import contexts_from_args
+    from core.run_dir import resolve_prefix
     args = argparse.Namespace(**dict(vars(args), batch_size=batch_sizes(args.batch_size),
                                      prefix=resolve_prefix(args.prefix, args.network, args.data_shape)))
     check_args(args)

@@ -7,11 +7,13 @@ Example::
 
 writes, beside the training checkpoint, ``deploy_ssd_demo-symbol.json`` and ``deploy_ssd_demo-0020.params``
 (only the arrays the deploy graph uses), ``deploy_ssd_demo.classes`` (one class name per line) and
-``deploy_ssd_demo-config.json`` (input side, mean/std, NMS settings; ``evaluate.model.load_model`` reads it).
-Network, data shape and classes come from the checkpoint's ``-config.json``; ``--network``,
-``--data-shape``, ``--num-class`` are needed only for checkpoints without one (``--data-shape`` may also
-choose another input side: the networks are fully convolutional). A ``--prefix`` ending in ``_`` without a
-checkpoint (MXNet's example habit, ``--prefix model/ssd_``) falls back to ``<prefix><network>_<data-shape>``.
+``deploy_ssd_demo-config.yaml`` (the configuration schema's: input side, mean/std, NMS settings, with where it
+was deployed from, the MXNet version and ``nms_topk`` as its header comment; ``evaluate.model.load_model``
+reads it). Network, data shape and classes come from the checkpoint's ``-config.yaml`` (or an older
+``-config.json``); ``--network``, ``--data-shape``, ``--num-class`` are needed only for checkpoints without
+one (``--data-shape`` may also choose another input side: the networks are fully convolutional). A
+``--prefix`` ending in ``_`` without a checkpoint (MXNet's example habit, ``--prefix model/ssd_``) falls back
+to ``<prefix><network>_<data-shape>``.
 
 The graph: input ``data`` (B, 3, S, S) float32, RGB, ``(pixel - mean) / std`` per channel (values in the
 config); output ``detection`` (B, A, 6) rows ``[class, score, xmin, ymin, xmax, ymax]``, corners normalized
@@ -34,14 +36,14 @@ The consumer decodes each anchor (centre ``ax, ay``, size ``aw, ah``) with the v
 ``(v0, v1, v2, v3) = (0.1, 0.1, 0.2, 0.2)`` (symbol/multibox.py ``VARIANCES``): centre
 ``(px * v0 * aw + ax, py * v1 * ah + ay)``, width ``exp(pw * v2) * aw``, height ``exp(ph * v3) * ah``, corners
 clipped to [0, 1]; takes the most probable non-background class and its probability as score, drops scores
-below 0.01, sorts by score, keeps the best ``nms_topk`` (config, default 400) and runs greedy NMS: a box whose
+below 0.01, sorts by score, keeps the best ``nms_topk`` (config header, default 400) and runs greedy NMS: a box whose
 IoU with a higher-scored kept box of the same class (any class when ``force_nms`` is true) is >= ``nms_thresh``
 (config) is dropped. ``evaluate/deploy_net.py`` ``decode_detections`` is this recipe in NumPy; it equals
 MXNet's ``detection`` output.
 """
 import argparse
 
-from config.cli import add_checkpoint_args, resolve_prefix
+from config.cli import add_checkpoint_args
 from config.errors import run_cli
 from config.runtime import configure_threads
 
@@ -95,6 +97,7 @@ def describe_onnx(model, paths):
 def main(args):
     """Write the deploy checkpoint (and the ONNX body with ``--onnx``); returns the paths written."""
     configure_threads()
+    from core.run_dir import resolve_prefix
     from evaluate.deploy_net import export_onnx, require_onnx, write_deploy
     from evaluate.model import load_model
     from symbol.multibox import NMS

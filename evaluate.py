@@ -5,8 +5,9 @@ Example (the checkpoint of ``train.py --prefix model/demo/ssd_demo`` after epoch
     python evaluate.py --rec-path data/val.rec --prefix model/demo/ssd_demo --epoch 30 --cpu --coco-metric
 
 ``--prefix`` is exactly the prefix train.py printed and saved under. The network, input size, classes and
-input scaling come from ``<prefix>-config.json`` and ``<prefix>.classes``; flags that contradict them are
-errors (checkpoints without those files need --network, --data-shape and --num-class or --class-names).
+input scaling come from ``<prefix>-config.yaml`` (or an older run's ``-config.json``) and ``<prefix>.classes``;
+flags that contradict them are errors (checkpoints without those files need --network, --data-shape and
+--num-class or --class-names).
 Every image is scored unless --num-batch is given. Prints the per-class AP table (VOC07 11-point and
 all-point area), with --coco-metric COCO AP@[.5:.95], AP50 and AP75 (pycocotools), and the images/s; writes
 detections.json (COCO results format), summary.json and pr_<class>.png to --out (default
@@ -17,8 +18,7 @@ to ``<prefix><network>_<data-shape>``. --deploy scores the graph deploy.py wrote
 """
 import argparse
 
-from config.cli import (add_checkpoint_args, add_device_args, add_input_scaling_args, input_scaling_from_args,
-                        resolve_prefix)
+from config.cli import add_checkpoint_args, add_device_args, add_input_scaling_args, input_scaling_from_args
 from config.schema import DEFAULTS
 from config.errors import run_cli
 from config.runtime import configure_threads
@@ -64,6 +64,7 @@ def build_parser():
 def evaluate_kwargs(args):
     """The parsed flags as :func:`evaluate.evaluate_net.evaluate_net` keyword arguments."""
     from config.cli import contexts_from_args
+    from core.run_dir import resolve_prefix
     kwargs = dict(vars(args))
     mean_pixels, std_pixels = input_scaling_from_args(args)
     scaling = ['%s_%s' % (kind, channel) for kind in ('mean', 'std') for channel in 'rgb']

@@ -84,8 +84,8 @@ def run(args):
                'INT8': quantize_net.bind_quantized(quantized, model, args.batch_size)}
     agreement = quantize_net.DetectionAgreement('FP32', 'INT8')
     aps, num_images = quantize_net.evaluate_modules(
-        modules, args.rec_path, model, args.batch_size, args.num_batch, observers=[agreement],
-        ovp_thresh=args.overlap, use_difficult=args.use_difficult, voc07=args.voc07)
+        modules, args.rec_path, model, args.batch_size, args.num_batch, consumers=[agreement],
+        overlap=args.overlap, use_difficult=args.use_difficult, voc07=args.voc07)
     batch = quantize_net.timing_batch(calib_images, args.batch_size)
     rows = {title: {'mAP': aps[title]['mAP'],
                     'images_per_second': quantize_net.images_per_second(module, batch)}
@@ -102,7 +102,7 @@ def run(args):
         speedup=rows['INT8']['images_per_second'] / rows['FP32']['images_per_second'],
         map_change=rows['INT8']['mAP'] - rows['FP32']['mAP'],
         cpu=cpu, cpu_vnni=quantize_net.VNNI_FLAG in flags)
-    write_json(out_prefix + '-quantization.json', summary, indent=1, sort_keys=True)
+    write_json(quantize_net.summary_path(out_prefix), summary, indent=1, sort_keys=True)
 
     print('\n'.join(format_ap_table({title: aps[title] for title in modules})))
     print('%d images evaluated (the first %d also calibrated the INT8 ranges); speed: median of %d forwards of '

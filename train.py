@@ -5,114 +5,134 @@ config/recipes.py; any flag given after it overrides the recipe's value)::
 
     python train.py --recipe demo --train-path data/train.rec --val-path data/val.rec
 
-Classes come from the ``.classes`` file next to the train ``.rec`` (written by tools/prepare_dataset.py).
-Checkpoints, ``<prefix>-config.json``, ``<prefix>.classes`` and ``<prefix>-best.json`` go under ``--prefix``
-(default ``model/ssd_<network>_<data-shape>``).
+Settings: schema defaults (config/schema.py) <- ``--recipe`` <- ``--config-file run.yaml`` <- the flags given
+<- ``--opts KEY VALUE ...`` (e.g. ``--opts solver.lr 0.01``). Classes come from the ``.classes`` file next to
+the train ``.rec`` (written by tools/prepare_dataset.py). Checkpoints, ``<prefix>-config.yaml`` (every value
+explicit: ``--config-file`` it to repeat the run), ``<prefix>.classes`` and ``<prefix>-best.json`` go under
+``--prefix`` (default ``model/ssd_<network>_<data-shape>``).
 """
 import argparse
 
 from config.augmentation import PRESETS
-from config.cli import add_common_args, comma_ints, mean_pixels_from_args, prefix_from_args, std_pixels_from_args
-from config.defaults import AMP_MODES, TRAIN
-from config.recipes import RECIPES
+from config.cli import add_common_args, comma_ints, given_flags
+from config.defaults import FP16_LOSS_SCALE
 from config.errors import run_cli
+from config.recipes import RECIPES, recipe_path
 from config.runtime import configure_threads
+from config.schema import AMP_MODES, DEFAULTS, build_config, read_yaml
+from dataset.imdb import read_class_names
 
 
 def parse_args(argv=None):
-    """Parse the flags; ``--recipe NAME`` first replaces the defaults by that recipe's values."""
+    """Parse the flags; ``args.given`` holds the flags actually given (they override recipe and file)."""
     parser = build_parser()
-    recipe = parser.parse_known_args(argv)[0].recipe
-    if recipe:
-        parser.set_defaults(**RECIPES[recipe])
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.given = given_flags(parser, argv)
+    return args
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--recipe', default=TRAIN['recipe'], choices=[''] + sorted(RECIPES),
-                        help='start from a measured configuration of config/recipes.py (flags given override it)')
-    parser.set_defaults(network_overrides=TRAIN['network_overrides'])   # set by recipes only
+    parser.add_argument('--recipe', default=DEFAULTS.run.recipe, choices=[''] + sorted(RECIPES),
+                        help='start from a measured configuration, config/recipes/<name>.yaml (what follows wins)')
+    parser.add_argument('--config-file', default=None,
+                        help='a YAML configuration (sections data, model, solver, run, eval), e.g. an earlier '
+                             "run's <prefix>-config.yaml to repeat it; flags and --opts given override it")
+    parser.add_argument('--opts', nargs='+', default=[], metavar='KEY VALUE',
+                        help='schema keys and values applied last, e.g. --opts solver.lr 0.01 run.seed 3')
     data = parser.add_argument_group('training data')
-    data.add_argument('--train-path', default=TRAIN['train_path'], help='training .rec')
-    data.add_argument('--train-list', default=TRAIN['train_list'],
+    data.add_argument('--train-path', default=DEFAULTS.data.train_path, help='training .rec')
+    data.add_argument('--train-list', default=DEFAULTS.data.train_list,
                       help='optional detection .lst whose labels replace those in the train .rec')
-    data.add_argument('--val-path', default=TRAIN['val_path'], help="validation .rec ('' skips validation)")
-    data.add_argument('--val-list', default=TRAIN['val_list'],
+    data.add_argument('--val-path', default=DEFAULTS.data.val_path, help="validation .rec ('' skips validation)")
+    data.add_argument('--val-list', default=DEFAULTS.data.val_list,
                       help='optional detection .lst whose labels replace those in the val .rec')
-    data.add_argument('--num-example', type=int, default=TRAIN['num_example'],
+    data.add_argument('--num-example', type=int, default=DEFAULTS.data.num_example,
                       help="accepted for MXNet's example scripts and ignored: the image count is read from the "
                            'train .rec (a note says so)')
-    data.add_argument('--train-preset', default=TRAIN['train_preset'], choices=sorted(PRESETS),
+    data.add_argument('--train-preset', default=DEFAULTS.data.train_preset, choices=sorted(PRESETS),
                       help='augmentation preset of the training iterator (config/augmentation.py)')
     add_common_args(parser)
     start = parser.add_argument_group('starting weights')
-    start.add_argument('--pretrained', default=TRAIN['pretrained'],
+    start.add_argument('--pretrained', default=DEFAULTS.run.pretrained,
                        help="MXNet checkpoint prefix (with --epoch) or GluonCV .params file; '' from scratch")
-    start.add_argument('--epoch', type=int, default=TRAIN['epoch'], help='epoch of the pretrained checkpoint')
-    start.add_argument('--resume', type=int, default=TRAIN['resume'],
+    start.add_argument('--epoch', type=int, default=DEFAULTS.run.pretrained_epoch, help='epoch of the pretrained checkpoint')
+    start.add_argument('--resume', type=int, default=DEFAULTS.run.resume,
                        help='resume from this epoch of --prefix: weights, optimizer state, LR position')
-    start.add_argument('--finetune', type=int, default=TRAIN['finetune'],
+    start.add_argument('--finetune', type=int, default=DEFAULTS.run.finetune,
                        help='fine-tune from this epoch of --prefix (class heads reset when the classes change)')
-    start.add_argument('--overwrite', action='store_true', default=TRAIN['overwrite'],
+    start.add_argument('--overwrite', action='store_true', default=DEFAULTS.run.overwrite,
                        help='let this run replace checkpoints an earlier run saved under --prefix')
-    start.add_argument('--freeze', default=TRAIN['freeze'],
+    start.add_argument('--freeze', default=DEFAULTS.solver.freeze,
                        help="regular expression of loaded parameters kept fixed ('' for none)")
     add_optimization_args(parser)
     logs = parser.add_argument_group('logging')
-    logs.add_argument('--frequent', type=int, default=TRAIN['frequent'], help='log line every N batches')
-    logs.add_argument('--log', default=TRAIN['log'], help="log file ('' for none)")
-    logs.add_argument('--monitor', type=int, default=TRAIN['monitor'],
+    logs.add_argument('--frequent', type=int, default=DEFAULTS.run.frequent, help='log line every N batches')
+    logs.add_argument('--log', default=DEFAULTS.run.log, help="log file ('' for none)")
+    logs.add_argument('--monitor', type=int, default=DEFAULTS.run.monitor,
                       help='print weight/gradient statistics every N batches (0: off)')
-    logs.add_argument('--pattern', default=TRAIN['pattern'], help='names the monitor prints (regex)')
-    logs.add_argument('--val-interval', type=int, default=TRAIN['val_interval'], help='validate every N epochs')
+    logs.add_argument('--pattern', default=DEFAULTS.run.monitor_pattern, help='names the monitor prints (regex)')
+    logs.add_argument('--val-interval', type=int, default=DEFAULTS.eval.val_interval, help='validate every N epochs')
     return parser
 
 
 def add_optimization_args(parser):
     group = parser.add_argument_group('optimization')
-    group.add_argument('--optimizer', default=TRAIN['optimizer'], choices=('sgd', 'adam'), help='optimizer')
-    group.add_argument('--lr', type=float, default=TRAIN['lr'], help='base learning rate')
-    group.add_argument('--momentum', type=float, default=TRAIN['momentum'], help='SGD momentum / Adam beta1')
-    group.add_argument('--wd', type=float, default=TRAIN['wd'], help='weight decay')
-    group.add_argument('--lr-steps', type=comma_ints, default=TRAIN['lr_steps'],
+    group.add_argument('--optimizer', default=DEFAULTS.solver.optimizer, choices=('sgd', 'adam'), help='optimizer')
+    group.add_argument('--lr', type=float, default=DEFAULTS.solver.lr, help='base learning rate')
+    group.add_argument('--momentum', type=float, default=DEFAULTS.solver.momentum, help='SGD momentum / Adam beta1')
+    group.add_argument('--wd', type=float, default=DEFAULTS.solver.wd, help='weight decay')
+    group.add_argument('--lr-steps', type=comma_ints, default=DEFAULTS.solver.lr_steps,
                        help='epochs at which the LR is multiplied by --lr-factor, e.g. 80,160')
-    group.add_argument('--lr-factor', type=float, default=TRAIN['lr_factor'], help='LR multiplier per step')
-    group.add_argument('--warmup-epochs', type=float, default=TRAIN['warmup_epochs'],
+    group.add_argument('--lr-factor', type=float, default=DEFAULTS.solver.lr_factor, help='LR multiplier per step')
+    group.add_argument('--warmup-epochs', type=float, default=DEFAULTS.solver.warmup_epochs,
                        help='linear LR warm-up from 0 over this many epochs (may be fractional)')
-    group.add_argument('--begin-epoch', type=int, default=TRAIN['begin_epoch'],
+    group.add_argument('--begin-epoch', type=int, default=DEFAULTS.solver.begin_epoch,
                        help='first epoch (without --resume/--finetune); earlier LR steps apply')
-    group.add_argument('--end-epoch', type=int, default=TRAIN['end_epoch'], help='last epoch')
-    group.add_argument('--kv-store', default=TRAIN['kv_store'], help='MXNet kvstore (multi-device training)')
-    group.add_argument('--seed', type=int, default=TRAIN['seed'], help='random seed (default: unseeded)')
-    group.add_argument('--background-prior', type=float, default=TRAIN['background_prior'],
+    group.add_argument('--end-epoch', type=int, default=DEFAULTS.solver.end_epoch, help='last epoch')
+    group.add_argument('--kv-store', default=DEFAULTS.solver.kv_store, help='MXNet kvstore (multi-device training)')
+    group.add_argument('--seed', type=int, default=DEFAULTS.run.seed, help='random seed (default: unseeded)')
+    group.add_argument('--background-prior', type=float, default=DEFAULTS.model.background_prior,
                        help='initial background probability of the class heads (0: biases start at 0)')
-    group.add_argument('--head-init-std', type=float, default=TRAIN['head_init_std'],
+    group.add_argument('--head-init-std', type=float, default=DEFAULTS.model.head_init_std,
                        help='sd of the normal initial weights of new prediction heads (0: Xavier like the rest)')
-    group.add_argument('--amp', default=TRAIN['amp'], choices=AMP_MODES,
+    group.add_argument('--amp', default=DEFAULTS.solver.amp, choices=AMP_MODES,
                        help='mixed precision: bf16 convolutions on CPUs with AVX-512 (AVX512_BF16 for speed), fp16 '
                             'on GPUs; master weights, losses and MultiBox operators stay float32')
-    group.add_argument('--loss-scale', type=float, default=TRAIN['loss_scale'],
-                       help='static loss scale (default: %g with --amp fp16, else 1)' % TRAIN['fp16_loss_scale'])
-    group.add_argument('--anchor-overlap', type=float, default=TRAIN['anchor_overlap'],
+    group.add_argument('--loss-scale', type=float, default=DEFAULTS.solver.loss_scale,
+                       help='static loss scale (default: %g with --amp fp16, else 1)' % FP16_LOSS_SCALE)
+    group.add_argument('--anchor-overlap', type=float, default=DEFAULTS.model.anchor_overlap,
                        help='IoU from which an anchor is trained as a positive (default: symbol/multibox.py, 0.5)')
 
 
-def train_net_kwargs(args):
-    """The parsed flags as :func:`train.train_net.train_net` keyword arguments."""
-    from config.cli import contexts_from_args
-    kwargs = dict(vars(args))
-    for flag_only in ('gpus', 'cpu', 'mean_r', 'mean_g', 'mean_b', 'std_r', 'std_g', 'std_b'):
-        del kwargs[flag_only]
-    kwargs.update(ctx=contexts_from_args(args), mean_pixels=mean_pixels_from_args(args),
-                  std_pixels=std_pixels_from_args(args), prefix=prefix_from_args(args))
-    return kwargs
+NOT_SETTINGS = ('given', 'recipe', 'config_file', 'opts')   # parsed flags that are no schema key
+
+
+def config_from_args(args):
+    """The run's configuration: schema <- recipe <- --config-file <- flags given <- --opts, frozen, checked.
+
+    The recipe is ``--recipe``, else the ``run.recipe`` the config file names.
+    """
+    flags = {name: value for name, value in args.given.items() if name not in NOT_SETTINGS}
+    if flags.get('class_names'):
+        flags['class_names'] = list(read_class_names(flags['class_names']))
+    recipe = args.recipe or recipe_named_by(args.config_file)
+    if args.recipe:
+        flags['recipe'] = args.recipe
+    return build_config(recipe_path(recipe) if recipe else None, args.config_file, flags, args.opts)
+
+
+def recipe_named_by(config_file):
+    """``run.recipe`` of the YAML file ``config_file`` ('' when it names none or there is no file)."""
+    if not config_file:
+        return ''
+    return str((read_yaml(config_file, '--config-file').get('run') or {}).get('recipe') or '')
 
 
 def main(args):
     configure_threads()
     from train.train_net import train_net  # MXNet is imported only after the thread count is set
-    return train_net(**train_net_kwargs(args))
+    return train_net(config_from_args(args))
 
 
 if __name__ == '__main__':

@@ -7,10 +7,7 @@ import logging
 import os
 import re
 
-import mxnet as mx
-
 from config.errors import UserError
-from symbol import common
 
 LOG = logging.getLogger('train')
 
@@ -29,6 +26,7 @@ def available_epochs(prefix):
 
 def save_params(path, arg_params, aux_params):
     """``mx.nd.save`` with the ``arg:`` / ``aux:`` keys that Module, SymbolBlock and the loaders here read."""
+    import mxnet as mx  # imported on use: entry scripts set OMP_NUM_THREADS first
     arrays = {'arg:' + name: value for name, value in arg_params.items()}
     arrays.update({'aux:' + name: value for name, value in aux_params.items()})
     mx.nd.save(path, arrays)
@@ -38,6 +36,7 @@ def split_params(saved):
     """``(arg_params, aux_params)`` from a loaded ``.params`` dict keyed ``arg:<name>`` / ``aux:<name>``
     (what :func:`save_params` writes); other keys are ignored. Checkpoints of this project from before its
     extra layers were named as MXNet's SSD example names them (``extra<n>_*``) get the current names."""
+    from symbol import common   # imports mxnet
     arg_params, aux_params = {}, {}
     for key, value in saved.items():
         kind, _, name = key.partition(':')
@@ -62,6 +61,7 @@ def read_checkpoint_file(path):
     """``(arg_params, aux_params)`` of ``path`` when it is an MXNet checkpoint's ``.params`` (``arg:``/``aux:``
     keys, as Module saves and MXNet's model zoo ships them); None for other files, such as GluonCV's
     ``save_parameters``, or a file MXNet cannot read."""
+    import mxnet as mx  # imported on use: entry scripts set OMP_NUM_THREADS first
     try:
         saved = mx.nd.load(path)
     except mx.base.MXNetError:
@@ -73,6 +73,7 @@ def read_checkpoint_file(path):
 
 def load_params_file(path, flag):
     """``(arg_params, aux_params)`` of the checkpoint file ``path``; ``flag`` names the option in errors."""
+    import mxnet as mx  # imported on use: entry scripts set OMP_NUM_THREADS first
     try:
         saved = mx.nd.load(path)
     except mx.base.MXNetError:
@@ -103,6 +104,7 @@ def checkpoint_num_classes(arg_params, shapes, num_classes):
     int or None
         None when the checkpoint has no class head of this network.
     """
+    from symbol import common   # imports mxnet
     for name, shape in shapes.items():
         if common.is_class_head_param(name) and name.endswith('_weight') and name in arg_params:
             box_head = name.replace(common.CLS_HEAD, common.LOC_HEAD)

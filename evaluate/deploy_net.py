@@ -5,8 +5,9 @@ Two graphs are built from a :class:`evaluate.model.TrainedModel`, with the param
 
 - the deploy graph (``TrainedModel.deploy_symbol``): ``data`` (B, 3, S, S) -> ``detection`` (B, A, 6), with
   ``MultiBoxDetection`` (box decoding + NMS) and no loss layers; :func:`write_deploy` saves it as
-  ``<dir>/deploy_<name>-symbol.json`` / ``-NNNN.params``, loadable with ``mx.mod.Module`` (via
-  ``mx.model.load_checkpoint``) and ``mx.gluon.nn.SymbolBlock.imports``;
+  ``<dir>/deploy_<name>-symbol.json`` / ``-NNNN.params`` with ``.classes`` and ``-config.yaml`` (through
+  ``core.run_dir.RunDir(prefix).deploy()``), loadable with ``mx.mod.Module`` (via ``mx.model.load_checkpoint``)
+  and ``mx.gluon.nn.SymbolBlock.imports``;
 - the body (:func:`body_symbol`): ``data`` -> ``cls_prob`` (B, 1 + K, A) softmax (background first),
   ``loc_preds`` (B, A * 4) encoded box offsets and, optionally, ``anchors`` (1, A, 4). MXNet 1.9.1's ONNX
   exporter has no converter for ``_contrib_MultiBoxPrior`` nor ``_contrib_MultiBoxDetection``, so
@@ -16,20 +17,19 @@ Two graphs are built from a :class:`evaluate.model.TrainedModel`, with the param
 import dataclasses
 import importlib
 import json
-import os
 import re
 
 import mxnet as mx
 import numpy as np
 
-from config.defaults import CLASSES_SUFFIX, DEPLOY
+from config.defaults import DEPLOY
 from config.errors import UserError
-from symbol import multibox, symbol_factory, symbol_builder
+from config.schema import from_flat, resolved
 from core.atomic import atomic_paths
+from core.run_dir import RunDir
 from evaluate.model import check_params_fit
-from core.checkpoint import checkpoint_paths, save_params
+from symbol import multibox, symbol_builder, symbol_factory
 
-DEPLOY_TAG = DEPLOY['file_tag']  # see config/defaults.py
 LOC_PREDS, ANCHORS = multibox.LOC_PREDS, multibox.ANCHORS
 ONNX_PIN = DEPLOY['onnx_pin']
                                 # 3.11 wheels and opset 19 (the exporter's ops are written for opsets 12-13)
@@ -39,7 +39,7 @@ UNSUPPORTED_OP = re.compile(r'No conversion function registered for op type (\S+
 
 @dataclasses.dataclass
 class DeployPaths:
-    """Files of a deploy checkpoint: ``<dir>/deploy_<name>...``."""
+    """Files of a deploy checkpoint: ``<dir>/deploy_<name>...`` (the run directory ``RunDir(prefix).deploy()``)."""
     prefix: str
     symbol: str
     params: str
@@ -47,6 +47,16 @@ class DeployPaths:
     config: str
     onnx: str
     anchors: str
+
+
+def onnx_path(run, epoch):
+    """``<deploy prefix>-NNNN.onnx``: the ONNX body of epoch ``epoch`` of the deploy run ``run``."""
+    return '%s-%04d.onnx' % (run.prefix, epoch)
+
+
+def anchors_path(run):
+    """``<deploy prefix>-anchors.npy``: the anchors the ONNX body leaves out (they depend on the input side)."""
+    return run.prefix + '-anchors.npy'
 
 
 def deploy_paths(prefix, epoch, deploy_dir=None):
@@ -63,15 +73,13 @@ def deploy_paths(prefix, epoch, deploy_dir=None):
     Returns
     -------
     DeployPaths
-        e.g. ``model/demo/deploy_ssd_demo-symbol.json``, ``-0012.params``, ``.classes``, ``-config.json``,
+        e.g. ``model/demo/deploy_ssd_demo-symbol.json``, ``-0012.params``, ``.classes``, ``-config.yaml``,
         ``-0012.onnx`` and ``-anchors.npy``.
     """
-    directory, name = os.path.split(prefix)
-    out = os.path.join(directory if deploy_dir is None else deploy_dir, DEPLOY_TAG + name)
-    symbol_path, params_path, _ = checkpoint_paths(out, epoch)
-    return DeployPaths(prefix=out, symbol=symbol_path, params=params_path, classes=out + CLASSES_SUFFIX,
-                       config=out + '-config.json', onnx='%s-%04d.onnx' % (out, epoch),
-                       anchors=out + '-anchors.npy')
+    run = RunDir(prefix).deploy(deploy_dir)
+    return DeployPaths(prefix=run.prefix, symbol=run.symbol_path, params=run.params_path(epoch),
+                       classes=run.classes_path, config=run.config_path, onnx=onnx_path(run, epoch),
+                       anchors=anchors_path(run))
 
 
 # ----------------------------------------------------------------------------------------------- graphs
@@ -123,21 +131,44 @@ def model_body_symbol(model, with_anchors=True):
                        **model.network_overrides)
 
 
-def params_for(symbol, arg_params, aux_params):
-    """``(arg_params, aux_params)`` restricted to the parameters and auxiliary states ``symbol`` uses."""
-    args, auxs = set(symbol.list_arguments()), set(symbol.list_auxiliary_states())
-    return ({name: value for name, value in arg_params.items() if name in args},
-            {name: value for name, value in aux_params.items() if name in auxs})
-
-
 # ----------------------------------------------------------------------------------------- writing files
-def deploy_config(model, nms_topk):
-    """The settings ``evaluate.model.load_model`` reads, so the deploy checkpoint loads like a training one."""
-    return dict(network=model.network, data_shape=model.data_shape, class_names=list(model.class_names),
-                num_class=model.num_classes, mean_pixels=list(model.mean_pixels),
-                std_pixels=list(model.std_pixels), network_overrides=model.network_overrides,
-                nms_thresh=model.nms_thresh, force_nms=model.force_suppress, nms_topk=nms_topk,
-                deployed_from=dict(prefix=model.prefix, epoch=model.epoch), mxnet_version=mx.__version__)
+def deploy_config(model):
+    """The deploy checkpoint's configuration on the schema: the training run's (schema defaults for a run
+    without one) with the model's network, side, classes, input scaling and NMS settings, which
+    ``evaluate.model.load_model`` reads, so the deploy checkpoint loads like a training one."""
+    trained = RunDir(model.prefix).read_config()
+    return resolved(trained if trained is not None else from_flat(), {
+        'model.network': model.network, 'model.data_shape': model.data_shape,
+        'model.network_overrides': dict(model.network_overrides), 'model.nms_thresh': model.nms_thresh,
+        'model.force_suppress': model.force_suppress, 'data.class_names': list(model.class_names),
+        'data.num_class': model.num_classes, 'data.mean_pixels': list(model.mean_pixels),
+        'data.std_pixels': list(model.std_pixels)})
+
+
+def deploy_provenance(model, nms_topk):
+    """``{name: value}`` of where the deploy checkpoint comes from; written as the configuration's header."""
+    return dict(deployed_from=dict(prefix=model.prefix, epoch=model.epoch), mxnet_version=mx.__version__,
+                nms_topk=nms_topk)
+
+
+def provenance_note(provenance):
+    """The header comment lines of ``<deploy prefix>-config.yaml``: ``name: <JSON value>`` each."""
+    return ['%s: %s' % (name, json.dumps(value)) for name, value in provenance.items()]
+
+
+def read_provenance(config_path):
+    """The :func:`deploy_provenance` record in the header comment of a deploy ``-config.yaml`` (``{}`` if none)."""
+    found = {}
+    with open(config_path) as handle:
+        for line in handle:
+            if not line.startswith('# '):
+                break
+            name, _, value = line[2:].partition(': ')
+            try:
+                found[name] = json.loads(value)
+            except ValueError:
+                continue
+    return found
 
 
 def write_deploy(model, nms_topk=multibox.NMS['nms_topk']):
@@ -160,15 +191,10 @@ def write_deploy(model, nms_topk=multibox.NMS['nms_topk']):
     """
     symbol = model.deploy_symbol(nms_topk)
     check_params_fit(model, symbol)
-    arg_params, aux_params = params_for(symbol, model.arg_params, model.aux_params)
+    arg_params, aux_params = model.deploy_params(symbol)
     paths = deploy_paths(model.prefix, model.epoch)
-    with atomic_paths(paths.classes, paths.config, paths.symbol, paths.params) as (classes, config, sym, params):
-        with open(classes, 'w') as handle:
-            handle.write(''.join(name + '\n' for name in model.class_names))
-        with open(config, 'w') as handle:
-            json.dump(deploy_config(model, nms_topk), handle, indent=2)
-        symbol.save(sym)
-        save_params(params, arg_params, aux_params)
+    RunDir(paths.prefix).save_deploy_graph(model.epoch, symbol, arg_params, aux_params, deploy_config(model),
+                                           model.class_names, provenance_note(deploy_provenance(model, nms_topk)))
     return paths
 
 
@@ -198,7 +224,7 @@ def compute_anchors(model):
     """
     symbol = model_body_symbol(model)
     executor = symbol.simple_bind(mx.cpu(), data=(1, 3, model.data_shape, model.data_shape), grad_req='null')
-    arg_params, aux_params = params_for(symbol, model.arg_params, model.aux_params)
+    arg_params, aux_params = model.deploy_params(symbol)
     executor.copy_params_from(arg_params, aux_params)
     outputs = executor.forward(is_train=False, data=mx.nd.zeros((1, 3, model.data_shape, model.data_shape)))
     return outputs[multibox.output_positions(symbol)[ANCHORS]].asnumpy().astype(np.float32)
@@ -227,7 +253,7 @@ def export_onnx(model, paths):
     require_onnx()
     from mxnet import onnx as mx_onnx
     symbol = model_body_symbol(model, with_anchors=False)
-    arg_params, aux_params = params_for(symbol, model.arg_params, model.aux_params)
+    arg_params, aux_params = model.deploy_params(symbol)
     anchors = compute_anchors(model)
     side = model.data_shape
     with atomic_paths(paths.onnx, paths.anchors) as (onnx_path, anchors_path):

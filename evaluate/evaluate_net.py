@@ -30,30 +30,29 @@ import json
 import math
 import os
 import re
-import time
 
 import mxnet as mx
 import numpy as np
-from tqdm import tqdm
 
 from config.defaults import EVALUATE
-from config.schema import DEFAULTS
 from config.errors import UserError
+from config.schema import DEFAULTS
+from core.atomic import atomic_paths, write_json
+from core.run_dir import RunDir
 from dataset.imdb import classes_path_for, read_class_names
 from dataset.iterator import DetRecordIter
-from evaluate.deploy_net import deploy_paths
 from evaluate.eval_metric import IGNORED, MApMetric, VOC07MApMetric, match_batch, precision_recall
-from evaluate.model import available_epochs, bind_detector, load_model
+from evaluate.model import bind_detector, load_model
 from evaluate.report import format_ap_table
+from evaluate.runner import map_metric, metric_values, run_detectors
 from symbol import multibox
-from core.atomic import atomic_paths, write_json
-from core.checkpoint import split_params
 
 # New defaults of this module (candidates for config/defaults.py):
 COCO_CANVAS = EVALUATE['coco_canvas']                    # see config/defaults.py
 COCO_MAX_DETECTIONS = EVALUATE['coco_max_detections']
 SUBGRAPH_ENV = 'MXNET_SUBGRAPH_BACKEND'   # MXNet reads it when binding; 'NONE': no MKLDNN conv+BN fusion
 VOC07_COLUMN, AREA_COLUMN = 'VOC07', 'all-point'   # the two AP columns of the table and of summary.json
+DETECTOR = 'model'                                 # the title of the one detector run_detectors runs here
 
 
 # ------------------------------------------------------------------------------------------ checks and paths
@@ -91,18 +90,10 @@ def check_data_classes(rec_path, class_names):
     print('warning: %s; scoring by class id' % both)
 
 
-def default_out_dir(prefix, epoch, deploy=False):
-    """``<prefix>-eval-0002`` (``<prefix>-eval-deploy-0002`` for the deploy graph)."""
-    return '%s-eval-%s%04d' % (prefix, 'deploy-' if deploy else '', epoch)
-
-
-def deploy_prefix(prefix, deploy_dir=None):
-    """``<deploy_dir or dirname(prefix)>/deploy_<basename(prefix)>``: the prefix deploy.py saves under."""
-    return deploy_paths(prefix, 0, deploy_dir).prefix
-
-
 def read_deploy_checkpoint(prefix, epoch, deploy_dir=None):
     """The deploy graph and weights that deploy.py wrote for checkpoint ``epoch`` of ``prefix``.
+
+    Read through ``RunDir(prefix).deploy(deploy_dir)``: ``<deploy_dir or dirname(prefix)>/deploy_<name>``.
 
     Returns
     -------
@@ -116,23 +107,21 @@ def read_deploy_checkpoint(prefix, epoch, deploy_dir=None):
         A missing file (with the deploy epochs that exist and the deploy.py command), an unreadable one, or a
         graph without a ``detection`` output.
     """
-    base = deploy_prefix(prefix, deploy_dir)
-    symbol_path, params_path = base + '-symbol.json', '%s-%04d.params' % (base, epoch)
-    for path in (symbol_path, params_path):
+    run = RunDir(prefix).deploy(deploy_dir)
+    for path in (run.symbol_path, run.params_path(epoch)):
         if not os.path.isfile(path):
-            epochs = available_epochs(base)
             raise UserError('--deploy: %s does not exist (deploy epochs saved: %s); write it with python deploy.py '
-                            '--prefix %s --epoch %d' % (path, ', '.join(map(str, epochs)) or 'none', prefix, epoch))
+                            '--prefix %s --epoch %d' % (path, ', '.join(map(str, run.epochs())) or 'none', prefix,
+                                                        epoch))
     try:
-        symbol = mx.sym.load(symbol_path)
-        saved = mx.nd.load(params_path)
-    except mx.base.MXNetError:
+        symbol = run.read_symbol()
+        arg_params, aux_params = run.read_params(epoch, '--deploy')
+    except UserError:
         raise UserError('--deploy: %s or %s is not an MXNet file (truncated?); run deploy.py again'
-                        % (symbol_path, params_path)) from None
+                        % (run.symbol_path, run.params_path(epoch))) from None
     if multibox.DETECTION not in multibox.output_positions(symbol):
         raise UserError('--deploy: %s has outputs %s, no %s; it is not an SSD deploy graph'
-                        % (symbol_path, symbol.list_outputs(), multibox.output_key(multibox.DETECTION)))
-    arg_params, aux_params = split_params(saved)
+                        % (run.symbol_path, symbol.list_outputs(), multibox.output_key(multibox.DETECTION)))
     return symbol, arg_params, aux_params
 
 
@@ -245,44 +234,6 @@ class ScoredImages:
 
 
 @dataclasses.dataclass
-class Timing:
-    """Seconds of the whole scoring loop (decoding, network, metrics) and of the network alone."""
-    total: float = 0.0
-    network: float = 0.0
-
-
-def scan(module, position, val_iter, num_batch, consumers, total_images, progress=True):
-    """Run the detector over ``val_iter`` (at most ``num_batch`` batches), handing each batch's real images
-    (``batch.pad`` fillers dropped) to every consumer: ``consumer(labels (R, N, 6), detections (R, A, 6))``.
-
-    Returns
-    -------
-    images : int
-    timing : Timing
-    """
-    timing, images = Timing(), 0
-    val_iter.reset()
-    bar = tqdm(total=total_images, unit='img', desc='evaluating', dynamic_ncols=True, disable=not progress)
-    started = time.perf_counter()
-    for index, batch in enumerate(val_iter):
-        if num_batch is not None and index >= num_batch:
-            break
-        tic = time.perf_counter()
-        module.forward(mx.io.DataBatch(data=batch.data), is_train=False)
-        detections = module.get_outputs()[position].asnumpy()
-        timing.network += time.perf_counter() - tic
-        real = detections.shape[0] - batch.pad
-        labels = batch.label[0].asnumpy()[:real]
-        for consumer in consumers:
-            consumer(labels, detections[:real])
-        images += real
-        bar.update(real)
-    timing.total = time.perf_counter() - started
-    bar.close()
-    return images, timing
-
-
-@dataclasses.dataclass
 class Scores:
     """Everything one pass accumulates: both VOC metrics, the PR curves, the per-image rows."""
     voc07: VOC07MApMetric
@@ -292,19 +243,20 @@ class Scores:
 
     @classmethod
     def start(cls, class_names, overlap, use_difficult):
+        """Empty accumulators; both VOC metrics from :func:`evaluate.runner.map_metric`."""
         names = list(class_names)
-        return cls(voc07=VOC07MApMetric(overlap, use_difficult, names, name='VOC07 mAP'),
-                   area=MApMetric(overlap, use_difficult, names, name='mAP'),
+        return cls(voc07=map_metric(names, voc07=True, overlap=overlap, use_difficult=use_difficult),
+                   area=map_metric(names, voc07=False, overlap=overlap, use_difficult=use_difficult),
                    curves=PrecisionRecallCurves(len(names), overlap, use_difficult), images=ScoredImages())
 
     def consumers(self):
-        """The ``(labels, detections)`` callables :func:`scan` feeds."""
+        """The ``(labels (R, N, 6), detections (R, A, 6))`` callables of one detector's batches."""
         return [self.voc07.update_arrays, self.area.update_arrays, self.curves.update, self.images.update]
 
     def ap_columns(self):
         """``{'VOC07': {class: AP, 'mAP': v}, 'all-point': {...}}``."""
-        return {column: dict(zip(*metric.get())) for column, metric in ((VOC07_COLUMN, self.voc07),
-                                                                       (AREA_COLUMN, self.area))}
+        return {column: metric_values(metric) for column, metric in ((VOC07_COLUMN, self.voc07),
+                                                                     (AREA_COLUMN, self.area))}
 
     def summary(self, count, timing, nms_settings):
         """The summary entries these scores give (``coco``, ``out_dir``, ``outputs`` left None)."""
@@ -315,6 +267,12 @@ class Scores:
                     seconds=round(timing.total, 3), images_per_second=count / max(timing.total, 1e-9),
                     network_images_per_second=count / max(timing.network, 1e-9),
                     coco=None, coco_canvas=COCO_CANVAS, out_dir=None, outputs=None)
+
+
+def fed_by(title, consumers):
+    """:func:`evaluate.runner.run_detectors` consumers feeding ``consumer(labels, detections)`` with detector
+    ``title``'s detections (R, A, 6)."""
+    return [lambda labels, found, consumer=consumer: consumer(labels, found[title]) for consumer in consumers]
 
 
 # ------------------------------------------------------------------------------------------ COCO
@@ -525,34 +483,58 @@ def report_lines(summary):
 
 
 # ------------------------------------------------------------------------------------------ the whole run
+def load_graph_model(prefix, epoch, deploy=False, deploy_dir=None, mean_pixels=None, std_pixels=None,
+                     **model_args):
+    """The model with the input scaling overrides applied, and the graph to run.
+
+    Parameters
+    ----------
+    prefix : str
+    epoch : int
+    deploy : bool
+        Run deploy.py's graph (read from ``RunDir(prefix).deploy(deploy_dir)``; the model then holds its
+        weights) instead of rebuilding it.
+    mean_pixels, std_pixels : (3,) of float or None, optional
+        See :func:`with_input_scaling`.
+    **model_args :
+        Of :func:`evaluate.model.load_model`.
+
+    Returns
+    -------
+    model : evaluate.model.TrainedModel
+    symbol : mx.sym.Symbol or None
+        The deploy graph, or None (rebuilt from the model's settings).
+    """
+    model = with_input_scaling(load_model(prefix, epoch, **model_args), mean_pixels, std_pixels)
+    if not deploy:
+        return model, None
+    symbol, arg_params, aux_params = read_deploy_checkpoint(prefix, epoch, deploy_dir)
+    return dataclasses.replace(model, arg_params=arg_params, aux_params=aux_params), symbol
+
+
 def load_detector(prefix, epoch, ctx, batch_size, deploy=False, deploy_dir=None, mean_pixels=None,
                   std_pixels=None, **model_args):
-    """The model description and an inference Module for it.
+    """The model description and an inference Module for it (bound unfused, see :func:`unfused_graphs`).
 
     Returns
     -------
     model : evaluate.model.TrainedModel
     module : mx.mod.Module
-    position : int
-        Index of the ``detection`` output in ``module.get_outputs()``.
+        Bound for ``(batch_size, 3, S, S)``, with a ``detection`` output.
     """
-    model = with_input_scaling(load_model(prefix, epoch, **model_args), mean_pixels, std_pixels)
-    symbol = source = None
-    if deploy:
-        symbol, arg_params, aux_params = read_deploy_checkpoint(prefix, epoch, deploy_dir)
-        model = dataclasses.replace(model, arg_params=arg_params, aux_params=aux_params)
-        source = 'the deploy graph %s-symbol.json' % deploy_prefix(prefix, deploy_dir)
+    model, symbol = load_graph_model(prefix, epoch, deploy, deploy_dir, mean_pixels, std_pixels, **model_args)
+    source = 'the deploy graph %s' % RunDir(prefix).deploy(deploy_dir).symbol_path if deploy else None
     with unfused_graphs():
         module = bind(model, ctx, batch_size, symbol, source)
-    position = multibox.output_positions(module.symbol)[multibox.DETECTION]
-    return model, module, position
+    return model, module
 
 
 def evaluate_net(rec_path, prefix, epoch, network=None, data_shape=None, num_class=None, class_names=None,
                  batch_size=DEFAULTS.data.batch_size, num_batch=None, nms_thresh=None, force_suppress=None,
-                 mean_pixels=None, std_pixels=None, label_width=DEFAULTS.data.label_width, overlap=DEFAULTS.eval.overlap,
-                 use_difficult=DEFAULTS.eval.use_difficult, ctx=None, deploy=False, deploy_dir=None,
-                 coco_metric=False, out_dir=None, progress=True, write=True, list_path='', voc07=DEFAULTS.eval.voc07):
+                 mean_pixels=None, std_pixels=None, label_width=DEFAULTS.data.label_width,
+                 overlap=DEFAULTS.eval.overlap, use_difficult=DEFAULTS.eval.use_difficult, ctx=None, deploy=False,
+                 deploy_dir=None, coco_metric=False, out_dir=None, progress=True, write=True, list_path='',
+                 voc07=DEFAULTS.eval.voc07):
     """Score checkpoint ``epoch`` of ``prefix`` on ``rec_path``; print and write the results.
 
     Parameters
@@ -563,7 +545,7 @@ def evaluate_net(rec_path, prefix, epoch, network=None, data_shape=None, num_cla
         Exactly the prefix train.py saved under.
     epoch : int
     network, data_shape, num_class, class_names, nms_thresh, force_suppress :
-        Optional; see :func:`evaluate.model.load_model` (the checkpoint's ``-config.json`` provides them).
+        Optional; see :func:`evaluate.model.load_model` (the checkpoint's ``-config.yaml`` provides them).
     batch_size : int
     num_batch : int, optional
         Score only the first ``num_batch`` batches (default: every image).
@@ -581,7 +563,7 @@ def evaluate_net(rec_path, prefix, epoch, network=None, data_shape=None, num_cla
     coco_metric : bool
         Also COCO AP@[.5:.95], AP50 and AP75 through pycocotools.
     out_dir : str, optional
-        Default :func:`default_out_dir`.
+        Default ``RunDir(prefix).eval_dir(epoch, deploy)``: ``<prefix>-eval-<epoch>`` (``-eval-deploy-``).
     progress : bool
         Show the tqdm bar.
     write : bool
@@ -608,7 +590,7 @@ def evaluate_net(rec_path, prefix, epoch, network=None, data_shape=None, num_cla
         raise UserError('--nms / --force change the rebuilt graph; the deploy graph keeps the NMS settings '
                         'deploy.py gave it: drop them, or run deploy.py again with them')
     ctx = list(ctx or [mx.cpu()])
-    model, module, position = load_detector(
+    model, module = load_detector(
         prefix, epoch, ctx, batch_size, deploy=deploy, deploy_dir=deploy_dir, mean_pixels=mean_pixels,
         std_pixels=std_pixels, network=network, data_shape=data_shape, num_class=num_class,
         class_names=class_names, nms_thresh=nms_thresh, force_suppress=force_suppress)
@@ -616,8 +598,8 @@ def evaluate_net(rec_path, prefix, epoch, network=None, data_shape=None, num_cla
     val_iter = DetRecordIter(rec_path, batch_size, model.data_shape, model.mean_pixels, std_pixels=model.std_pixels,
                              preset='val', label_pad_width=label_width, path_imglist=list_path)
     scores = Scores.start(model.class_names, overlap, use_difficult)
-    wanted = val_iter.num_records if num_batch is None else min(val_iter.num_records, num_batch * batch_size)
-    count, timing = scan(module, position, val_iter, num_batch, scores.consumers(), wanted, progress)
+    count, timing = run_detectors({DETECTOR: module}, val_iter, fed_by(DETECTOR, scores.consumers()),
+                                  num_batch=num_batch, progress=progress)
     results = coco_results(scores.images.detections)
     summary = dict(prefix=prefix, epoch=epoch, rec_path=rec_path, graph='deploy' if deploy else 'checkpoint',
                    network=model.network, data_shape=model.data_shape, batch_size=batch_size, overlap=overlap,
@@ -629,7 +611,7 @@ def evaluate_net(rec_path, prefix, epoch, network=None, data_shape=None, num_cla
         summary['coco'] = coco_average_precision(
             coco_ground_truth(scores.images.ground_truth, model.class_names, use_difficult), results)
     if write:
-        summary['out_dir'] = out_dir or default_out_dir(prefix, epoch, deploy)
+        summary['out_dir'] = out_dir or RunDir(prefix).eval_dir(epoch, deploy)
         write_outputs(summary['out_dir'], summary, results, scores.curves, model.class_names)
     for line in report_lines(summary):
         print(line)

@@ -31,15 +31,15 @@ import time
 
 import mxnet as mx
 import numpy as np
-from tqdm import tqdm
 
 from config.defaults import DETECT
 from config.errors import UserError
+from core.run_dir import RunDir
 from dataset.iterator import DetRecordIter
-from evaluate.eval_metric import MApMetric, VOC07MApMetric, box_iou
+from evaluate.eval_metric import box_iou
+from evaluate.runner import map_metric, metric_values, run_detectors
 from symbol import multibox
 from symbol.common import graph_nodes
-from core.atomic import atomic_paths
 
 CALIB_MODES = ('naive', 'entropy')          # how the value ranges are found (see the module notes)
 QUANTIZED_DTYPES = ('auto', 'int8', 'uint8')   # int8 type of the quantized tensors; auto: uint8 after ReLU
@@ -221,26 +221,23 @@ def quantize(model, calib_images, batch_size, calib_mode='naive', quantized_dtyp
                           excluded)
 
 
-def output_paths(out_prefix, epoch):
-    """``(<out_prefix>-symbol.json, <out_prefix>-NNNN.params)``, the files :func:`save` writes."""
-    return '%s-symbol.json' % out_prefix, '%s-%04d.params' % (out_prefix, epoch)
+def summary_path(out_prefix):
+    """``<out_prefix>-quantization.json``: the summary quantization.py writes beside the INT8 model."""
+    return out_prefix + '-quantization.json'
 
 
 def save(quantized, out_prefix, epoch):
-    """Write the INT8 graph and parameters in MXNet's checkpoint format, both or neither.
+    """Write the INT8 graph and parameters in MXNet's checkpoint format, both or neither
+    (``RunDir(out_prefix).save_checkpoint``).
 
     Returns
     -------
     tuple of str
         The symbol and params paths (loadable with ``mx.model.load_checkpoint(out_prefix, epoch)``).
     """
-    paths = output_paths(out_prefix, epoch)
-    saved = {'arg:%s' % name: value for name, value in quantized.arg_params.items()}
-    saved.update({'aux:%s' % name: value for name, value in quantized.aux_params.items()})
-    with atomic_paths(*paths) as (symbol_temp, params_temp):
-        quantized.symbol.save(symbol_temp)
-        mx.nd.save(params_temp, saved)
-    return paths
+    run = RunDir(out_prefix)
+    run.save_checkpoint(epoch, quantized.symbol, quantized.arg_params, quantized.aux_params)
+    return run.symbol_path, run.params_path(epoch)
 
 
 def bind_quantized(quantized, model, batch_size):
@@ -276,13 +273,8 @@ def detections_of(module, images):
     return module.get_outputs()[position].asnumpy()
 
 
-def make_metric(class_names, ovp_thresh=0.5, use_difficult=False, voc07=True):
-    """The VOC metric evaluate.py uses: 11-point (VOC07) or area AP."""
-    metric = VOC07MApMetric if voc07 else MApMetric
-    return metric(ovp_thresh=ovp_thresh, use_difficult=use_difficult, class_names=class_names)
-
-
-def evaluate_modules(modules, rec_path, model, batch_size, num_batch=None, observers=(), **metric_options):
+def evaluate_modules(modules, rec_path, model, batch_size, num_batch=None, consumers=(), overlap=0.5,
+                     use_difficult=False, voc07=True):
     """mAP of several detectors over one pass of a ``.rec`` (each batch decoded once, run by every module).
 
     Parameters
@@ -295,10 +287,11 @@ def evaluate_modules(modules, rec_path, model, batch_size, num_batch=None, obser
     batch_size : int
     num_batch : int, optional
         Batches evaluated; None: the whole file.
-    observers : sequence of callable
-        Each called after every batch with ``{title: (b, A, 6) detections}`` of its real images.
-    **metric_options :
-        ``ovp_thresh``, ``use_difficult``, ``voc07`` of :func:`make_metric`.
+    consumers : sequence of callable
+        More :func:`evaluate.runner.run_detectors` consumers: each called after every batch with labels
+        (b, N, 6) and ``{title: (b, A, 6) detections}`` of its real images (e.g. :class:`DetectionAgreement`).
+    overlap, use_difficult, voc07 :
+        Of :func:`evaluate.runner.map_metric`.
 
     Returns
     -------
@@ -309,27 +302,16 @@ def evaluate_modules(modules, rec_path, model, batch_size, num_batch=None, obser
     """
     batches = DetRecordIter(rec_path, batch_size, model.data_shape, mean_pixels=model.mean_pixels,
                             std_pixels=model.std_pixels, preset='val')
-    metrics = {title: make_metric(model.class_names, **metric_options) for title in modules}
-    positions = {title: multibox.output_positions(module.symbol)[multibox.DETECTION]
-                 for title, module in modules.items()}
-    total = batches.num_records if num_batch is None else min(batches.num_records, num_batch * batch_size)
-    num_images = 0
-    with tqdm(total=total, unit='img', desc='evaluating %s' % ' and '.join(modules)) as progress:
-        for index, batch in enumerate(batches):
-            if num_batch is not None and index == num_batch:
-                break
-            real = batch.data[0].shape[0] - batch.pad
-            labels = batch.label[0].asnumpy()[:real]
-            detections = {}
-            for title, module in modules.items():
-                module.forward(batch, is_train=False)
-                detections[title] = module.get_outputs()[positions[title]].asnumpy()[:real]
-                metrics[title].update_arrays(labels, detections[title])
-            for observer in observers:
-                observer(detections)
-            num_images += real
-            progress.update(real)
-    return {title: dict(zip(*metric.get())) for title, metric in metrics.items()}, num_images
+    metrics = {title: map_metric(model.class_names, voc07, overlap, use_difficult) for title in modules}
+    feeders = [metric_feeder(title, metric) for title, metric in metrics.items()]
+    num_images, _ = run_detectors(modules, batches, feeders + list(consumers), num_batch=num_batch,
+                                  desc='evaluating %s' % ' and '.join(modules))
+    return {title: metric_values(metric) for title, metric in metrics.items()}, num_images
+
+
+def metric_feeder(title, metric):
+    """A :func:`evaluate.runner.run_detectors` consumer updating ``metric`` with detector ``title``'s rows."""
+    return lambda labels, found: metric.update_arrays(labels, found[title])
 
 
 def match_detections(reference, other, min_score=AGREEMENT_SCORE, min_iou=AGREEMENT_IOU):
@@ -368,7 +350,8 @@ def match_detections(reference, other, min_score=AGREEMENT_SCORE, min_iou=AGREEM
 class DetectionAgreement:
     """Counts, over many batches, how many confident detections of one model another reproduces.
 
-    An observer for :func:`evaluate_modules`: called with ``{title: detections}`` after every batch.
+    A consumer for :func:`evaluate_modules` (:func:`evaluate.runner.run_detectors`): called with the labels
+    and ``{title: detections}`` after every batch.
 
     Parameters
     ----------
@@ -381,7 +364,7 @@ class DetectionAgreement:
         self.min_score, self.min_iou = min_score, min_iou
         self.found, self.differences = [], []
 
-    def __call__(self, detections):
+    def __call__(self, labels, detections):
         found, differences = match_detections(detections[self.reference], detections[self.other],
                                               self.min_score, self.min_iou)
         self.found.append(found)

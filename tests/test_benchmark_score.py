@@ -7,7 +7,7 @@ import mxnet as mx
 import pytest
 
 from config.errors import UserError
-from evaluate import deploy_net
+from core.checkpoint import save_params
 from symbol import symbol_factory
 from tools.scripts import load_script
 
@@ -62,9 +62,9 @@ def test_trained_weights_from_a_checkpoint(tmp_path):
     symbol = symbol_factory.get_symbol_train(NETWORK, 64, NUM_CLASS)
     executor = symbol.simple_bind(mx.cpu(), data=(1, 3, 64, 64), label=(1, 1, 6), grad_req='null')
     prefix = str(tmp_path / 'old')
-    deploy_net.save_params(prefix + '-0002.params', {name: mx.nd.ones(array.shape) * 0.01 for name, array
-                                                      in executor.arg_dict.items() if name not in ('data', 'label')},
-                           {name: mx.nd.ones(array.shape) for name, array in executor.aux_dict.items()})
+    save_params(prefix + '-0002.params', {name: mx.nd.ones(array.shape) * 0.01 for name, array
+                                           in executor.arg_dict.items() if name not in ('data', 'label')},
+                {name: mx.nd.ones(array.shape) for name, array in executor.aux_dict.items()})
     flags = ['--prefix', prefix, '--epoch', '2', '--network', NETWORK, '--data-shape', '64', '--batch-size', '1']
     results = run_benchmark(*flags, '--num-class', str(NUM_CLASS), '--deploy')
     assert results[0].weights == prefix + '-0002.params' and results[0].data_shape == (1, 3, 64, 64)

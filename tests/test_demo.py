@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from config.errors import run_cli
+from evaluate import detect_images
 from tests.test_train import make_dataset, tiny_run
 from tools import draw_detections
 from tools.visualize import class_color
@@ -35,7 +36,7 @@ def trained(tmp_path_factory):
 
 
 def fixed_detector(rows):
-    """A stand-in for demo.Detector that answers ``rows`` (A, 6) for every image."""
+    """A stand-in for evaluate.detect_images.Detector that answers ``rows`` (A, 6) for every image."""
     def detect(images):
         return [np.array(rows, np.float32) for _ in images]
     return detect
@@ -60,7 +61,7 @@ def test_drawn_box_sits_on_the_detection_in_original_pixels(tmp_path):
             [-1, 0.95, 0.2, 0.2, 0.4, 0.4]]      # suppressed row
     out = tmp_path / 'out'
     args = demo.parse_args(['--images', '%s,%s' % (wide, tall), '--out', str(out), '--batch-size', '2'])
-    result = demo.run_images(args, [wide, tall], ('circle', 'star'), fixed_detector(rows), {})
+    result = detect_images.run_images(args, [wide, tall], ('circle', 'star'), fixed_detector(rows), {})
 
     # 0.1, 0.2, 0.5, 0.8 of 200 x 100 -> x 20..100, y 20..80; of 60 x 150 -> x 6..30, y 30..120
     wide_entry, tall_entry = result['images']
@@ -121,7 +122,7 @@ def test_demo_json_and_picture_hold_only_the_normal_box(tmp_path):
     image = str(tmp_path / 'wide.png')
     cv2.imwrite(image, np.full((100, 200, 3), BACKGROUND, np.uint8))
     args = demo.parse_args(['--images', image, '--out', str(tmp_path / 'out')])
-    result = demo.run_images(args, [image], ('circle', 'star'), fixed_detector(DEGENERATE_ROWS), {})
+    result = detect_images.run_images(args, [image], ('circle', 'star'), fixed_detector(DEGENERATE_ROWS), {})
     with open(result['results_path']) as handle:
         assert [record['box'] for record in json.load(handle)['images'][0]['detections']] == [[20, 20, 100, 80]]
     picture = cv2.imread(result['images'][0]['output'])
@@ -207,7 +208,7 @@ def test_batches_pad_the_last_one_and_results_do_not_depend_on_the_neighbours(tr
     import mxnet as mx
     prefix, jpegs = trained
     model = load_model(prefix, EPOCHS)
-    detector = demo.Detector(model, [mx.cpu()], 2)
+    detector = detect_images.Detector(model, [mx.cpu()], 2)
     images = [cv2.imread(path) for path in jpegs]
     in_order = detector(images[:2]) + detector(images[2:])           # [a, b], [c, padding]
     shuffled = detector([images[2], images[0]]) + detector([images[1]])   # [c, a], [b, padding]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from config.errors import UserError
+from core.run_dir import RunDir
 from dataset.iterator import DetRecordIter
 from evaluate import deploy_net
 from evaluate.model import bind_detector, load_model
@@ -58,12 +59,15 @@ def images(trained):
 
 
 def copy_checkpoint(prefix, directory, with_config=True):
-    """Copy epoch 1 of ``prefix`` (with its -config.json and .classes unless ``with_config`` is False)."""
+    """Copy epoch 1 of ``prefix`` (with its -config.yaml and .classes unless ``with_config`` is False)."""
     os.makedirs(directory, exist_ok=True)
     copy = os.path.join(str(directory), 'ssd')
-    suffixes = ['-0001.params'] + (['-config.json', '.classes'] if with_config else [])
-    for suffix in suffixes:
-        shutil.copy(prefix + suffix, copy + suffix)
+    source, target = RunDir(prefix), RunDir(copy)
+    pairs = [(source.params_path(1), target.params_path(1))]
+    if with_config:
+        pairs += [(source.config_path, target.config_path), (source.classes_path, target.classes_path)]
+    for source_path, target_path in pairs:
+        shutil.copy(source_path, target_path)
     return copy
 
 
@@ -87,7 +91,7 @@ def test_files_are_named_after_the_prefix_and_hold_only_the_detection_graph(trai
     assert deployed.symbol == os.path.join(folder, 'deploy_ssd-symbol.json')
     assert deployed.params == os.path.join(folder, 'deploy_ssd-0001.params')
     assert sorted(name for name in os.listdir(folder) if name.startswith('deploy_')) == [
-        'deploy_ssd-0001.params', 'deploy_ssd-config.json', 'deploy_ssd-symbol.json', 'deploy_ssd.classes']
+        'deploy_ssd-0001.params', 'deploy_ssd-config.yaml', 'deploy_ssd-symbol.json', 'deploy_ssd.classes']
     with open(deployed.classes) as handle:
         assert handle.read() == 'circle\nsquare\nring\n'
     symbol = mx.sym.load(deployed.symbol)
@@ -98,10 +102,11 @@ def test_files_are_named_after_the_prefix_and_hold_only_the_detection_graph(trai
     saved = mx.nd.load(deployed.params)
     assert set(saved) == ({'arg:' + name for name in symbol.list_arguments() if name != 'data'}
                           | {'aux:' + name for name in symbol.list_auxiliary_states()})
-    with open(deployed.config) as handle:
-        config = json.load(handle)
-    assert (config['network'], config['data_shape'], config['class_names']) == ('mobilenet0.25', 64, list(CLASSES))
-    assert config['deployed_from'] == {'prefix': prefix, 'epoch': 1} and config['nms_topk'] == 400
+    config = RunDir(deployed.prefix).read_config()             # the configuration schema's YAML
+    assert (config.model.network, config.model.data_shape, list(config.data.class_names)) == (
+        'mobilenet0.25', 64, list(CLASSES))
+    provenance = deploy_net.read_provenance(deployed.config)    # its header comment
+    assert provenance['deployed_from'] == {'prefix': prefix, 'epoch': 1} and provenance['nms_topk'] == 400
 
 
 def test_module_and_symbolblock_detections_equal_the_training_graphs(trained, deployed, images):
@@ -130,7 +135,7 @@ def test_numpy_decoding_of_the_body_equals_multibox_detection(trained, images, n
     expected = detector.get_outputs()[0].asnumpy()
     body = deploy_net.model_body_symbol(model)
     executor = body.simple_bind(mx.cpu(), data=images.shape, grad_req='null')
-    executor.copy_params_from(*deploy_net.params_for(body, model.arg_params, model.aux_params))
+    executor.copy_params_from(*model.deploy_params(body))
     outputs = [output.asnumpy() for output in executor.forward(is_train=False, data=images)]
     position = multibox.output_positions(body)
     cls_prob, loc_preds, anchors = (outputs[position[name]] for name in ('cls_prob', 'loc_preds', 'anchors'))
@@ -169,7 +174,7 @@ def test_onnx_without_the_package_is_one_line_and_writes_nothing(trained, tmp_pa
     copy = copy_checkpoint(trained[0], tmp_path)
     with pytest.raises(UserError, match=r'--onnx needs the onnx package.*pip install onnx==1\.14\.1'):
         run_deploy('--prefix', copy, '--epoch', '1', '--onnx')
-    assert sorted(os.listdir(tmp_path)) == ['ssd-0001.params', 'ssd-config.json', 'ssd.classes']
+    assert sorted(os.listdir(tmp_path)) == ['ssd-0001.params', 'ssd-config.yaml', 'ssd.classes']
     too_new = type(sys)('onnx')                         # an onnx >= 1.19: no onnx.mapping
     too_new.__version__ = '1.19.0'
     monkeypatch.setitem(sys.modules, 'onnx', too_new)
@@ -193,7 +198,7 @@ def test_onnx_body_run_by_onnx_equals_the_mxnet_body(trained, images, tmp_path):
                       ReferenceEvaluator(graph).run(None, {graph.graph.input[0].name: image})))
     model = load_model(copy, 1)
     body = deploy_net.model_body_symbol(model, with_anchors=True)
-    arg_params, aux_params = deploy_net.params_for(body, model.arg_params, model.aux_params)
+    arg_params, aux_params = model.deploy_params(body)
     executor = body.simple_bind(mx.cpu(), data=image.shape, grad_req='null')
     executor.copy_params_from(arg_params, aux_params)
     ours = dict(zip(body.list_outputs(), (out.asnumpy() for out in executor.forward(data=mx.nd.array(image)))))

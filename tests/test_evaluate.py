@@ -19,6 +19,7 @@ from dataset.iterator import record_objects
 from evaluate import evaluate_net as evaluation
 from evaluate.eval_metric import MApMetric, VOC07MApMetric, area_average_precision
 from evaluate.model import load_model
+from evaluate.runner import Timing
 from tests.test_train import make_dataset, tiny_run
 from tools.scripts import load_script
 
@@ -277,7 +278,7 @@ def test_a_class_with_ground_truth_but_no_detection_gets_ap_0_a_curve_and_a_summ
     for consumer in scores.consumers():
         consumer(labels, detections)
     summary = dict(prefix='p', epoch=1, rec_path='val.rec', graph='checkpoint', batch_size=2,
-                   **scores.summary(2, evaluation.Timing(1.0, 0.5), (0.45, False)))
+                   **scores.summary(2, Timing(1.0, 0.5), (0.45, False)))
     paths = evaluation.write_outputs(str(tmp_path), summary, [], scores.curves, names)
     for column in ('VOC07', 'all-point'):
         assert summary['ap'][column]['one'] == 0 and np.isnan(summary['ap'][column]['two'])
@@ -294,18 +295,18 @@ def test_cli_run_where_a_class_gets_no_detection_prints_the_table_and_writes_the
                                                                                          monkeypatch):
     """evaluate.py on the tiny model with every 'square' detection removed before scoring (as an early
     checkpoint that never predicts a class): square gets AP 0, its curve picture and the summary are written."""
-    real_scan = evaluation.scan
+    real_run = evaluation.run_detectors
 
     def without_squares(consumer):
-        def fed(labels, detections):
-            detections = detections.copy()
-            detections[detections[:, :, 0] == CLASSES.index('square')] = -1
-            consumer(labels, detections)
+        def fed(labels, found):
+            found = {title: detections.copy() for title, detections in found.items()}
+            for detections in found.values():
+                detections[detections[:, :, 0] == CLASSES.index('square')] = -1
+            consumer(labels, found)
         return fed
 
-    monkeypatch.setattr(evaluation, 'scan', lambda module, position, val_iter, num_batch, consumers, *rest:
-                        real_scan(module, position, val_iter, num_batch, [without_squares(c) for c in consumers],
-                                  *rest))
+    monkeypatch.setattr(evaluation, 'run_detectors', lambda detectors, data_iter, consumers, *rest, **options:
+                        real_run(detectors, data_iter, [without_squares(c) for c in consumers], *rest, **options))
     out = str(tmp_path / 'no_squares')
     summary, lines = run_script('--rec-path', trained.val_rec, '--prefix', trained.prefix, '--epoch', '1',
                                 '--out', out)

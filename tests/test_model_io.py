@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from config.errors import UserError
-from evaluate.model import available_epochs, bind_detector, load_model, preprocess_image
+from core.checkpoint import available_epochs
+from evaluate.model import bind_detector, load_model, preprocess_image
 from symbol import multibox
 from tests.test_train import make_dataset, tiny_run
 
@@ -83,7 +84,7 @@ def test_old_checkpoint_without_config_needs_the_flags(trained, tmp_path):
         handle.write(b'not a params file')
     with pytest.raises(UserError, match='not an MXNet parameter file'):
         load_model(bare, 3, network='mobilenet0.25', data_shape=64, num_class=3)
-    assert not os.path.exists(bare + '-config.json')
+    assert not os.path.exists(bare + '-config.json') and not os.path.exists(bare + '-config.yaml')
 
 
 def test_preprocess_resizes_and_scales_like_the_validation_iterator(trained):

@@ -9,10 +9,13 @@ import cv2
 import mxnet as mx
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
-from config import cli
+from config import cli, schema
 from config.errors import UserError, run_cli
-from config.recipes import DEMO, RECIPES
+from config.recipes import RECIPES, load_recipe
+from core import devices
+from core.run_dir import RunDir
 from symbol import symbol_factory
 from tools import prepare_dataset, synthetic_voc
 from train import train_net as train_net_module
@@ -63,69 +66,165 @@ def base_checkpoint(data, tmp_path_factory):
 
 
 # ------------------------------------------------------------------------------------------ flag wiring
-def changed_value(action):
-    """Command-line tokens giving ``action`` a value other than its default."""
+def changed_value(action, default):
+    """Command-line tokens giving ``action`` a value other than ``default`` (its schema default)."""
     flag = action.option_strings[0]
     if isinstance(action, argparse.BooleanOptionalAction):   # --x / --no-x: the one that is not the default
-        return [flag if not action.default else action.option_strings[1]]
+        return [flag if not default else action.option_strings[1]]
     if isinstance(action, argparse._StoreTrueAction):
         return [flag]
     if action.choices:
-        return [flag, [choice for choice in action.choices if choice != action.default][0]]
+        return [flag, [choice for choice in action.choices if choice not in (default, '')][0]]
     if action.type is int:
-        return [flag, str((action.default or 0) + 3)]
+        return [flag, str((default or 0) + 3)]
     if action.type is float:
-        return [flag, str((action.default or 0) + 0.125)]
+        return [flag, str(round((default or 0) + 0.125, 6))]
     if action.type is cli.comma_ints:
         return [flag, '3,5']
+    if action.dest == 'class_names':
+        return [flag, 'a,b']
     return [flag, 'value_of_' + action.dest]
 
 
-def test_every_flag_reaches_train_net(monkeypatch):
+def test_every_flag_sets_its_schema_key_and_only_given_flags_override():
     script = load_script('train.py')
-    captured = []
-    monkeypatch.setattr(train_net_module, 'train_net', lambda **kwargs: captured.append(kwargs))
-    monkeypatch.setattr(cli, 'cuda_available', lambda: True)
-    parser_actions = []
-    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', lambda self, argv=None: (
-        parser_actions.extend(self._actions), argparse.ArgumentParser.parse_known_args(self, argv)[0])[1])
-    script.main(script.parse_args(['--gpus', '']))
-    baseline = captured.pop()
-    assert baseline['ctx'] == [mx.cpu()] and baseline['prefix'] == os.path.join('model', 'ssd_vgg16_reduced_300')
-    actions = [action for action in parser_actions if action.dest != 'help']
+    baseline = script.config_from_args(script.parse_args([]))
+    assert schema.to_dict(baseline) == schema.to_dict(schema.schema())     # nothing given: the schema defaults
+    actions = [action for action in script.build_parser()._actions
+               if action.dest not in ('help', 'recipe', 'config_file', 'opts')]
     assert len(actions) >= 40
     for action in actions:
-        tokens = {'gpus': ['--gpus', '0,1'], 'cpu': ['--gpus', '1', '--cpu']}.get(
-            action.dest, ['--gpus', ''] + changed_value(action))
-        script.main(script.parse_args(tokens))
-        kwargs = captured.pop()
-        assert kwargs != baseline or action.dest == 'cpu', '%s does not reach train_net' % action.option_strings
-        assert set(kwargs) == set(baseline)
-    script.main(script.parse_args(['--gpus', '1']))
-    assert captured.pop()['ctx'] == [mx.gpu(1)]      # and with --cpu (above) it was the baseline's CPU
-    script.main(script.parse_args(['--gpus', '', '--lr-steps', '3,5', '--mean-g', '7', '--nms', '0.3',
-                                   '--train-list', 'a.lst', '--force', '--prefix', 'out/x']))
-    kwargs = captured.pop()
-    assert kwargs['lr_steps'] == (3, 5) and kwargs['mean_pixels'][1] == 7 and kwargs['nms_thresh'] == 0.3
-    assert kwargs['train_list'] == 'a.lst' and kwargs['force_nms'] is True and kwargs['prefix'] == 'out/x'
-    script.main(script.parse_args(['--gpus', '0,1']))
-    assert captured.pop()['ctx'] == [mx.gpu(0), mx.gpu(1)]
+        key = 'run.gpus' if action.dest == 'cpu' else schema.FLAG_KEYS[action.dest]
+        tokens = changed_value(action, schema.default_of(key) if action.dest != 'cpu' else False)
+        config = script.config_from_args(script.parse_args(tokens))
+        changed = [dotted for dotted, value in flat_items(config) if value != dict(flat_items(baseline))[dotted]]
+        assert changed == [key.rsplit('.', 1)[0] if key.split('.')[-1].isdigit() else key], action.option_strings
+    config = script.config_from_args(script.parse_args(['--lr-steps', '3,5', '--mean-g', '7', '--nms', '0.3',
+                                                        '--train-list', 'a.lst', '--force', '--prefix', 'out/x']))
+    assert list(config.solver.lr_steps) == [3, 5] and config.data.mean_pixels[1] == 7
+    assert config.model.nms_thresh == 0.3 and config.data.train_list == 'a.lst'
+    assert config.model.force_suppress is True and config.run.prefix == 'out/x'
 
 
-def test_recipes_set_only_train_flags_and_flags_given_still_win():
+def flat_items(config):
+    """``[(dotted key, value)]`` of every schema key (lists compared whole)."""
+    return [('%s.%s' % (section, name), value) for section, keys in schema.to_dict(config).items()
+            for name, value in keys.items()]
+
+
+def test_devices_of_the_flags(monkeypatch):
     script = load_script('train.py')
-    dests = {action.dest for action in script.build_parser()._actions}
-    for name, recipe in RECIPES.items():
-        assert set(recipe) - dests <= {'network_overrides'}, name
-        symbol_factory.get_symbol_train(recipe['network'], recipe['data_shape'], 6,
-                                        **(recipe.get('network_overrides') or {}))   # the layout builds
-    kwargs = script.train_net_kwargs(script.parse_args(['--recipe', 'demo', '--lr', '0.05', '--prefix', 'm/x']))
-    assert kwargs['lr'] == 0.05 and kwargs['prefix'] == 'm/x'                          # given: the flag's value
-    assert (kwargs['network'], kwargs['data_shape'], kwargs['anchor_overlap']) == (
-        DEMO['network'], DEMO['data_shape'], DEMO['anchor_overlap'])                     # not given: the recipe's
-    assert kwargs['std_pixels'] == (DEMO['std_r'], DEMO['std_g'], DEMO['std_b'])
-    assert kwargs['network_overrides'] == DEMO['network_overrides'] and kwargs['ctx'] == [mx.cpu()]
-    assert script.train_net_kwargs(script.parse_args(['--cpu']))['network_overrides'] is None
+    monkeypatch.setattr(devices, 'cuda_available', lambda: True)
+    for tokens, expected in ((['--gpus', '1'], [mx.gpu(1)]), (['--gpus', '0,1'], [mx.gpu(0), mx.gpu(1)]),
+                             (['--gpus', '1', '--cpu'], [mx.cpu()]), (['--gpus', ''], [mx.cpu()])):
+        assert devices.contexts_for(script.config_from_args(script.parse_args(tokens)).run.gpus) == expected
+
+
+def test_precedence_schema_recipe_file_flags_opts(tmp_path):
+    script = load_script('train.py')
+    run_yaml = tmp_path / 'run.yaml'
+    run_yaml.write_text('solver:\n  lr: 0.03\n  end_epoch: 7\nrun:\n  recipe: demo\n  seed: 5\n')
+    config = script.config_from_args(script.parse_args(['--config-file', str(run_yaml), '--end-epoch', '9',
+                                                        '--opts', 'run.seed', '6', 'model.data_shape', '160']))
+    demo = load_recipe('demo')
+    assert config.model.network == demo['model']['network']            # recipe named by the file
+    assert config.data.batch_size == demo['data']['batch_size']
+    assert config.solver.lr == 0.03                                     # file over recipe
+    assert config.solver.end_epoch == 9                                  # flag over file
+    assert config.run.seed == 6 and config.model.data_shape == 160       # --opts over everything
+    assert config.solver.momentum == schema.DEFAULTS.solver.momentum     # nobody set it: the schema's
+    with pytest.raises(Exception) as frozen:
+        config.solver.lr = 1.0
+    assert 'read-only' in str(frozen.value).lower()
+
+
+@pytest.mark.parametrize('tokens, words', [
+    (['--opts', 'solver.lrr', '1'], '--opts solver.lrr: no such key; the keys of solver are optimizer, lr,'),
+    (['--opts', 'solverr.lr', '1'], 'the sections are data, model, solver, run, eval'),
+    (['--opts', 'solver.lr', 'fast'], "--opts solver.lr: Value 'fast' of type 'str' could not be converted to Float"),
+    (['--opts', 'solver.lr'], "--opts takes KEY VALUE pairs; 'solver.lr' has no value"),
+    (['--lr', '-1'], '--lr (solver.lr) -1.0 is out of range'),
+    (['--opts', 'solver.optimizer', 'rmsprop'], "--optimizer (solver.optimizer) 'rmsprop': choose one of sgd, adam"),
+    (['--opts', 'data.mean_pixels', '[1,2]'], 'data.mean_pixels [1.0, 2.0] is out of range'),
+])
+def test_a_bad_key_or_value_is_one_line_naming_it(tokens, words, capsys):
+    script = load_script('train.py')
+    with pytest.raises(SystemExit) as stop:
+        run_cli(lambda args: script.config_from_args(args), script.parse_args(tokens))
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and '\n' not in err and words in err, err
+
+
+def test_a_bad_config_file_is_one_line_naming_the_file_and_key(tmp_path, capsys):
+    script = load_script('train.py')
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('solver:\n  lr: 0.1\n  warmup: 2\n')
+    with pytest.raises(SystemExit):
+        run_cli(lambda args: script.config_from_args(args), script.parse_args(['--config-file', str(bad)]))
+    err = capsys.readouterr().err.strip()
+    assert '--config-file %s: solver.warmup: no such key' % bad in err and 'warmup_epochs' in err
+
+
+def test_recipes_hold_schema_keys_and_flags_given_still_win():
+    script = load_script('train.py')
+    for name in RECIPES:
+        recipe = load_recipe(name)
+        assert set(recipe) <= set(schema.SECTIONS), name
+        config = script.config_from_args(script.parse_args(['--recipe', name]))     # keys and types checked
+        symbol_factory.get_symbol_train(config.model.network, config.model.data_shape, 6,
+                                        **schema.to_dict(config.model.network_overrides))   # the layout builds
+    demo = load_recipe('demo')
+    config = script.config_from_args(script.parse_args(['--recipe', 'demo', '--lr', '0.05', '--prefix', 'm/x']))
+    assert config.solver.lr == 0.05 and config.run.prefix == 'm/x'                        # given: the flag's value
+    assert (config.model.network, config.model.data_shape, config.model.anchor_overlap) == (
+        demo['model']['network'], demo['model']['data_shape'], demo['model']['anchor_overlap'])   # the recipe's
+    assert list(config.data.std_pixels) == demo['data']['std_pixels'] and config.run.gpus == ''
+    assert schema.to_dict(config.model.network_overrides) == demo['model']['network_overrides']
+    assert config.run.recipe == 'demo'
+    assert script.config_from_args(script.parse_args(['--cpu'])).model.network_overrides is None
+
+
+def test_the_saved_config_repeats_the_run_alone(data, tmp_path):
+    script = load_script('train.py')
+    first = str(tmp_path / 'first')
+    common = ['--cpu', '--train-path', data[0], '--val-path', '', '--network', NETWORK, '--data-shape', str(SHAPE),
+              '--batch-size', str(BATCH), '--pretrained', '', '--end-epoch', '1', '--lr-steps', '', '--log', '',
+              '--seed', '0', '--train-preset', 'val', '--frequent', '100', '--opts', 'solver.lr', '0.01']
+    one = script.main(script.parse_args(common + ['run.prefix', first]))
+    saved = open(first + '-config.yaml').read()
+    assert 'nms_thresh: 0.45' in saved and 'anchor_overlap: 0.5' in saved and 'label_width: ' in saved
+    assert '  # base learning rate\n  lr: 0.01' in saved                  # every key with its comment
+    config = RunDir(first).read_config()
+    resolved_keys = ('data.class_names', 'data.num_class', 'data.label_width', 'model.nms_thresh',
+                     'model.force_suppress', 'model.anchor_overlap', 'run.prefix', 'run.gpus', 'solver.loss_scale')
+    assert [key for key in resolved_keys if OmegaConf.select(config, key) is None] == []   # no "default elsewhere"
+    assert list(config.data.class_names) == ['circle', 'square', 'triangle', 'star', 'cross', 'ring']
+    two = script.main(script.parse_args(['--config-file', first + '-config.yaml', '--prefix', str(tmp_path / 'two')]))
+    differs = [key for key, value in flat_items(two['config']) if value != dict(flat_items(one['config']))[key]]
+    assert differs == ['run.prefix']
+    assert two['history'][0]['CrossEntropy'] == pytest.approx(one['history'][0]['CrossEntropy'], rel=1e-5)
+    assert two['history'][0]['SmoothL1/positive'] == pytest.approx(one['history'][0]['SmoothL1/positive'], rel=1e-5)
+
+
+def test_mxnet_callbacks_run_beside_the_hooks(data, tmp_path):
+    seen = []
+    prefix = str(tmp_path / 'cb')
+    speed = mx.callback.Speedometer(BATCH, frequent=2)
+    result = train_net(schema.from_flat(
+        train_path=data[0], val_path=data[1], network=NETWORK, data_shape=SHAPE, batch_size=BATCH, pretrained='',
+        end_epoch=2, lr_steps=(), log='', seed=0, train_preset='val', frequent=100, prefix=prefix, cpu=True),
+        batch_end_callbacks=[speed, lambda param: seen.append(('batch', param.epoch, param.nbatch))],
+        epoch_end_callbacks=[mx.callback.do_checkpoint(str(tmp_path / 'mxnet'))],
+        eval_end_callbacks=[lambda param: seen.append(('eval', param.epoch, dict(param.eval_metric.get_name_value())))])
+    batches = [item for item in seen if item[0] == 'batch']
+    assert batches == [('batch', epoch, index) for epoch in (0, 1) for index in range(5)]
+    evaluations = [item for item in seen if item[0] == 'eval']
+    assert [item[1] for item in evaluations] == [0, 1]
+    assert evaluations[1][2]['mAP'] == result['history'][1]['mAP']     # the metric validation computed
+    for epoch in (1, 2):                                               # MXNet's own checkpoint callback wrote too
+        ours, _ = load_checkpoint_params(prefix, epoch, 'test')
+        theirs = mx.nd.load(str(tmp_path / 'mxnet') + '-%04d.params' % epoch)
+        assert np.array_equal(theirs['arg:conv0_weight'].asnumpy(), ours['conv0_weight'].asnumpy())
 
 
 def test_network_overrides_std_and_anchor_overlap_reach_the_graph_and_the_config(data, tmp_path):
@@ -137,15 +236,14 @@ def test_network_overrides_std_and_anchor_overlap_reach_the_graph_and_the_config
     names = symbol.list_arguments()
     assert 'relu22_cls_pred_conv_weight' in names and not any(name.startswith('multi_feat') for name in names)
     assert float(symbol.attr_dict()['multibox_target']['overlap_threshold']) == 0.4
-    with open(prefix + '-config.json') as handle:
-        config = json.load(handle)
-    assert config['network_overrides']['from_layers'] == ['relu22', 'relu26']
-    assert config['std_pixels'] == [58.0, 57.0, 56.0] and config['anchor_overlap'] == 0.4
+    config = RunDir(prefix).read_config()
+    assert list(config.model.network_overrides.from_layers) == ['relu22', 'relu26']
+    assert list(config.data.std_pixels) == [58.0, 57.0, 56.0] and config.model.anchor_overlap == 0.4
 
 
 def test_gpus_on_a_cpu_build_is_one_line_naming_the_cuda_package(monkeypatch, capsys):
     script = load_script('train.py')
-    monkeypatch.setattr(cli, 'cuda_available', lambda: False)
+    monkeypatch.setattr(devices, 'cuda_available', lambda: False)
     with pytest.raises(SystemExit) as stop:
         run_cli(script.main, script.parse_args(['--gpus', '0']))
     err = capsys.readouterr().err.strip()
@@ -184,7 +282,7 @@ def test_resume_reproduces_the_uninterrupted_run(data, tmp_path):
     for name in aux_straight:   # BatchNorm running statistics too (checkpoints wait for pending updates)
         np.testing.assert_allclose(aux_split[name].asnumpy(), aux_straight[name].asnumpy(), atol=1e-5,
                                    err_msg=name)
-    for suffix in ('-0001.states', '-0002.states', '-symbol.json', '-config.json', '.classes'):
+    for suffix in ('-0001.states', '-0002.states', '-symbol.json', '-config.yaml', '.classes', '-0002.trainer.json'):
         assert os.path.isfile(str(tmp_path / 'split') + suffix), suffix
 
 

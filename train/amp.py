@@ -27,7 +27,7 @@ import sys
 
 import mxnet as mx
 
-from config.defaults import AMP_MODES as MODES
+from config.schema import AMP_MODES as MODES
 from config.errors import UserError
 from config.runtime import cpu_model_and_flags
 from symbol.common import graph_nodes

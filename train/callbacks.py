@@ -1,16 +1,17 @@
-"""Training hooks, one concern each, called by :func:`train.train_net.fit` in the order they are given.
+"""Training hooks, one concern each, run by :class:`train.trainer.Trainer` in the order they are given.
 
-Each hook may implement ``epoch_begin(state)``, ``batch_begin(state)``, ``batch_end(state)``,
-``epoch_end(state)`` and ``stop(state)`` (training ends with an error). :func:`train.train_net.build_hooks`
-puts them in this order:
+Every hook derives from :class:`Hook` and overrides what it needs: ``before_train``, ``before_epoch``,
+``after_batch``, ``after_epoch``, ``after_train`` (also after an error: ``state.error`` is set), and
+``state_dict`` / ``load_state_dict`` for what must survive a ``--resume`` (saved with each checkpoint in
+``<prefix>-%04d.trainer.json``). :func:`train.train_net.build_hooks` puts them in this order:
 
-1. :class:`StopOnNonFinite` (batch end) before anything logs or saves a NaN;
-2. :class:`ProgressBar` and :class:`BatchLogger` (batch end);
-3. :class:`MonitorHook` (batch begin/end), only with ``--monitor``;
-4. :class:`Checkpointer` (epoch end) before :class:`Validator`, so a failing validation keeps the epoch;
-5. :class:`Validator`, then :class:`KeepBest`, which reads the validation result;
-6. :class:`History` (epoch end), so each epoch's record holds its validation values;
-7. :class:`CurvePlotter` (epoch end), last: it draws the history.
+1. :class:`StopOnNonFinite` (after batch) before anything logs or saves a NaN;
+2. :class:`LearningRateLog`, :class:`ProgressBar` and :class:`BatchLogger` (after batch);
+3. :class:`Checkpointer` (after epoch) before :class:`Validator`, so a failing validation keeps the epoch;
+4. :class:`Validator`, then :class:`KeepBest`, which reads the validation result;
+5. :class:`History` (after epoch), so each epoch's record holds its validation values;
+6. :class:`CurvePlotter` (after epoch): it draws the history;
+7. :class:`StateSaver`, last: the trainer's and every hook's state of the finished epoch.
 """
 import logging
 import math
@@ -21,9 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from config.errors import UserError
-from core.atomic import atomic_paths, write_json
+from evaluate import runner
 from train.curves import plot_training_curves
-from core.checkpoint import checkpoint_paths, save_params
 
 LOG = logging.getLogger('train')
 
@@ -50,11 +50,13 @@ class TrainState:
     validation : dict or None
         ``{name: value}`` of the latest validation (per-class AP and 'mAP').
     lr_history : list of float
-        Learning rate of every update, in order.
+        Learning rate of every update of this process, in order.
     history : list of dict
-        Per epoch: losses, mAP, seconds since ``started``.
+        Per epoch: losses, mAP, seconds since ``started`` (restored on resume).
     started : float
         ``time.time()`` when training began (the state was made).
+    error : BaseException or None
+        Set before ``after_train`` when training stopped with an error.
     """
 
     def __init__(self, module, metric, num_batches, batch_size, last_checkpoint=None):
@@ -65,6 +67,7 @@ class TrainState:
         self.validation = None
         self.lr_history, self.history = [], []
         self.started = time.time()
+        self.error = None
 
     def losses(self):
         """``{name: running value}`` of the training metric this epoch."""
@@ -75,11 +78,45 @@ class TrainState:
         """The learning rate the optimizer used for its latest update."""
         return self.module._optimizer.learning_rate  # Module keeps its optimizer private; read-only use
 
+    def num_update(self):
+        """Updates the optimizer has made since the start of the schedule (MXNet counts from 1)."""
+        return int(self.module._optimizer.num_update)
 
-class StopOnNonFinite:
+
+class Hook:
+    """The hook contract: every method is a no-op here; ``name`` keys the hook's saved state."""
+
+    @property
+    def name(self):
+        return type(self).__name__
+
+    def before_train(self, state):
+        """Once, before the first epoch (after the weights and optimizer are ready)."""
+
+    def before_epoch(self, state):
+        """Before the first batch of each epoch."""
+
+    def after_batch(self, state):
+        """After each batch's update and metric."""
+
+    def after_epoch(self, state):
+        """After each epoch's last batch (parameters synchronised across devices)."""
+
+    def after_train(self, state):
+        """Once at the end, also when training stopped with an error (``state.error``)."""
+
+    def state_dict(self):
+        """What this hook needs after a resume, as JSON values."""
+        return {}
+
+    def load_state_dict(self, saved):
+        """Restore :meth:`state_dict`'s values."""
+
+
+class StopOnNonFinite(Hook):
     """Stops training when a loss becomes NaN or infinite, naming the last good checkpoint."""
 
-    def batch_end(self, state):
+    def after_batch(self, state):
         losses = state.losses()
         if all(math.isfinite(value) for value in losses.values()):
             return
@@ -95,30 +132,51 @@ def format_values(values, precision=4):
     return ' '.join('%s=%.*f' % (name, precision, value) for name, value in values.items())
 
 
-class ProgressBar:
+class LearningRateLog(Hook):
+    """The learning rate of every update in ``state.lr_history``; its position (update count, rate) is saved."""
+
+    def __init__(self):
+        self.position = {}
+
+    def after_batch(self, state):
+        state.lr_history.append(state.learning_rate())
+        self.position = {'num_update': state.num_update(), 'lr': state.lr_history[-1]}
+
+    def state_dict(self):
+        return dict(self.position)
+
+    def load_state_dict(self, saved):
+        self.position = dict(saved)
+
+
+class ProgressBar(Hook):
     """A tqdm bar per epoch: images done, img/s, ETA, batch i/n, the losses."""
 
     def __init__(self):
         self.bar = None
 
-    def epoch_begin(self, state):
+    def before_epoch(self, state):
         self.bar = tqdm(total=state.num_batches * state.batch_size, unit='img', leave=False,
                         desc='epoch %d' % (state.epoch + 1), dynamic_ncols=True)
 
-    def batch_end(self, state):
+    def after_batch(self, state):
         self.bar.set_postfix_str('batch %d/%d %s' % (state.batch + 1, state.num_batches,
                                                      format_values(state.losses(), 3)), refresh=False)
         self.bar.update(state.batch_size)
 
-    def epoch_end(self, state):
-        self.bar.close()
+    def after_epoch(self, state):
+        self.close()
 
-    def stop(self, state):
+    def after_train(self, state):
+        self.close()
+
+    def close(self):
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
-class BatchLogger:
+class BatchLogger(Hook):
     """A plain log line every ``frequent`` batches and at the end of each epoch: speed, losses, LR."""
 
     def __init__(self, frequent):
@@ -126,11 +184,11 @@ class BatchLogger:
         self.tic = self.epoch_tic = None
         self.count = 0
 
-    def epoch_begin(self, state):
+    def before_epoch(self, state):
         self.tic = self.epoch_tic = time.time()
         self.count = 0
 
-    def batch_end(self, state):
+    def after_batch(self, state):
         self.count += 1
         if (state.batch + 1) % self.frequent:
             return
@@ -139,116 +197,73 @@ class BatchLogger:
                  state.num_batches, speed, format_values(state.losses()), state.learning_rate())
         self.tic, self.count = time.time(), 0
 
-    def epoch_end(self, state):
+    def after_epoch(self, state):
         seconds = time.time() - self.epoch_tic
         LOG.info('Epoch[%d] Train %s (%.1f s, %.1f img/s over the whole epoch, %.0f s since the start)',
                  state.epoch + 1, format_values(state.losses()), seconds,
                  state.num_batches * state.batch_size / max(seconds, 1e-9), time.time() - state.started)
 
 
-class MonitorHook:
-    """``mx.mon.Monitor`` statistics of the arrays matching ``pattern`` every ``interval`` batches."""
+class LoggedMonitor(mx.mon.Monitor):
+    """``mx.mon.Monitor`` (given to ``Module.fit``) whose statistics go to the training log."""
 
-    def __init__(self, module, interval, pattern):
-        self.monitor = mx.mon.Monitor(interval, pattern=pattern)
-        module.install_monitor(self.monitor)
-
-    def batch_begin(self, state):
-        self.monitor.tic()
-
-    def batch_end(self, state):
-        for batch, name, value in self.monitor.toc():
+    def toc_print(self):
+        for batch, name, value in self.toc():
             LOG.info('Monitor batch %d %s %s', batch, name, value)
 
 
-def save_checkpoint(module, symbol, prefix, epoch):
-    """Write ``<prefix>-symbol.json``, ``-%04d.states`` and ``-%04d.params`` under temporary names, then
-    rename them (the ``.params`` last, so a ``.params`` file always has its ``.states``).
+class Checkpointer(Hook):
+    """Saves a checkpoint (weights, optimizer states, float32 symbol) after every epoch, through the run dir."""
 
-    Returns
-    -------
-    str
-        The ``.params`` path.
-    """
-    symbol_path, params_path, states_path = checkpoint_paths(prefix, epoch)
-    mx.nd.waitall()   # the last batch's BatchNorm running-statistic updates may still be in flight
-    arg_params, aux_params = module.get_params()
-    with atomic_paths(symbol_path, states_path, params_path) as (symbol_tmp, states_tmp, params_tmp):
-        symbol.save(symbol_tmp)
-        module.save_optimizer_states(states_tmp)
-        save_params(params_tmp, arg_params, aux_params)
-    return params_path
+    def __init__(self, symbol, run):
+        self.symbol, self.run = symbol, run
 
-
-class Checkpointer:
-    """Saves a checkpoint (weights, optimizer states, symbol) after every epoch."""
-
-    def __init__(self, symbol, prefix):
-        self.symbol, self.prefix = symbol, prefix
-
-    def epoch_end(self, state):
-        state.last_checkpoint = save_checkpoint(state.module, self.symbol, self.prefix, state.epoch + 1)
+    def after_epoch(self, state):
+        mx.nd.waitall()   # the last batch's BatchNorm running-statistic updates may still be in flight
+        arg_params, aux_params = state.module.get_params()
+        state.last_checkpoint = self.run.save_checkpoint(state.epoch + 1, self.symbol, arg_params, aux_params,
+                                                         write_states=state.module.save_optimizer_states)
         LOG.info('Epoch[%d] saved %s', state.epoch + 1, state.last_checkpoint)
 
 
-def validate(module, val_iter, metric, detection_name):
-    """Run the training module (``is_train=False``) over the whole validation iterator.
+class Validator(Hook):
+    """Validation every ``interval`` epochs and after the last one; logs mAP and the AP of every class.
 
-    Parameters
-    ----------
-    module : mx.mod.Module
-        Bound for training, on batches shaped like ``val_iter``'s.
-    val_iter : mx.io.DataIter
-        Labels (B, N, 6), -1 padded; the padded images of the last batch are left out.
-    metric : evaluate.eval_metric.MApMetric
-    detection_name : str
-        The detection output's name in ``module.output_names``.
-
-    Returns
-    -------
-    dict
-        ``{class name: AP, ..., 'mAP': value}``.
+    Validation is not ``Module.fit``'s ``eval_data``: fit's ``score`` would count the padded images of the
+    last batch and run every epoch. It runs here (fit's epoch-end callback) through the evaluation core, and
+    hands its metric to ``eval_end_callbacks`` as fit would (``mx.model.BatchEndParam``), so MXNet callbacks
+    written for fit's ``eval_end_callback`` (e.g. ``mx.callback.LogValidationMetricsCallback``) work.
     """
-    metric.reset()
-    val_iter.reset()
-    position = module.output_names.index(detection_name)
-    for batch in val_iter:
-        module.forward(batch, is_train=False)
-        real = batch.data[0].shape[0] - batch.pad
-        detections = module.get_outputs()[position].asnumpy()[:real]
-        metric.update_arrays(batch.label[0].asnumpy()[:real], detections)
-    names, values = metric.get()
-    return dict(zip(names, values))
 
-
-class Validator:
-    """Validation every ``interval`` epochs and after the last one; logs mAP and the AP of every class."""
-
-    def __init__(self, val_iter, metric, detection_name, interval, end_epoch):
-        self.val_iter, self.metric, self.detection_name = val_iter, metric, detection_name
+    def __init__(self, val_iter, metric, interval, end_epoch, eval_end_callbacks=()):
+        self.val_iter, self.metric = val_iter, metric
         self.interval, self.end_epoch = max(int(interval), 1), end_epoch
+        self.eval_end_callbacks = list(eval_end_callbacks)
 
-    def epoch_end(self, state):
+    def after_epoch(self, state):
         epoch = state.epoch + 1
         if epoch % self.interval and epoch != self.end_epoch:
             state.validation = None
             return
         tic = time.time()
-        state.validation = validate(state.module, self.val_iter, self.metric, self.detection_name)
+        state.validation = runner.score(state.module, self.val_iter, self.metric)
         per_class = {name: value for name, value in state.validation.items() if name != 'mAP'}
         LOG.info('Epoch[%d] Validation %s=%.4f (%.1f s)', epoch, self.metric.name, state.validation['mAP'],
                  time.time() - tic)
         LOG.info('Epoch[%d] AP per class: %s', epoch, format_values(per_class))
+        for callback in self.eval_end_callbacks:
+            callback(mx.model.BatchEndParam(epoch=state.epoch, nbatch=state.num_batches, eval_metric=self.metric,
+                                            locals=None))
 
 
-class KeepBest:
+class KeepBest(Hook):
     """Records the epoch with the best validation mAP in ``<prefix>-best.json``."""
 
-    def __init__(self, path, metric_name, best=None):
-        self.path, self.metric_name = path, metric_name
-        self.best = best or {}
+    def __init__(self, run, metric_name):
+        self.run, self.metric_name = run, metric_name
+        self.best = {}
 
-    def epoch_end(self, state):
+    def after_epoch(self, state):
         if state.validation is None:
             return
         value = state.validation['mAP']
@@ -256,32 +271,65 @@ class KeepBest:
             return
         self.best = {'epoch': state.epoch + 1, 'mAP': value, 'metric': self.metric_name,
                      'params': state.last_checkpoint, 'ap_per_class': state.validation}
-        write_json(self.path, self.best, indent=2)
+        self.run.write_best(self.best)
         LOG.info('Epoch[%d] best %s so far: %.4f, recorded in %s', state.epoch + 1, self.metric_name, value,
-                 self.path)
+                 self.run.best_path)
+
+    def state_dict(self):
+        return dict(self.best)
+
+    def load_state_dict(self, saved):
+        self.best = dict(saved)
 
 
-class History:
-    """Keeps per-epoch losses and validation values in ``state.history`` (returned by train_net)."""
+class History(Hook):
+    """Keeps per-epoch losses and validation values in ``state.history`` (returned by train_net); a resumed
+    run starts from the records saved with its checkpoint, so ``-curves.png`` shows every epoch."""
 
-    def epoch_end(self, state):
-        record = {'epoch': state.epoch + 1, 'seconds': round(time.time() - state.started, 1)}
+    def __init__(self):
+        self.records = []
+        self.offset = 0.0
+
+    def before_train(self, state):
+        state.history = self.records
+        self.offset = self.records[-1]['seconds'] if self.records else 0.0   # a resumed run's clock goes on
+
+    def after_epoch(self, state):
+        record = {'epoch': state.epoch + 1, 'seconds': round(self.offset + time.time() - state.started, 1)}
         record.update(state.losses())
         if state.validation is not None:
             record['mAP'] = state.validation['mAP']
-        state.history.append(record)
+        self.records.append(record)
+
+    def state_dict(self):
+        return {'records': list(self.records)}
+
+    def load_state_dict(self, saved):
+        self.records = list(saved.get('records', []))
 
 
-class CurvePlotter:
+class CurvePlotter(Hook):
     """Redraws ``<prefix>-curves.png`` (losses and validation mAP per epoch) after every epoch."""
 
     def __init__(self, path, metric_name):
         self.path, self.metric_name = path, metric_name
+        self.announced = False
 
-    def epoch_end(self, state):
+    def after_epoch(self, state):
         plot_training_curves(state.history, self.path, self.metric_name)
-        if state.epoch == 0:
+        if not self.announced:
             LOG.info('training curves: %s (redrawn every epoch)', self.path)
+            self.announced = True
+
+
+class StateSaver(Hook):
+    """Writes ``<prefix>-%04d.trainer.json`` (the trainer's ``state_dict``) after the epoch's other hooks."""
+
+    def __init__(self, run, trainer_state):
+        self.run, self.trainer_state = run, trainer_state
+
+    def after_epoch(self, state):
+        self.run.write_trainer_state(state.epoch + 1, self.trainer_state())
 
 
 class TqdmLogHandler(logging.StreamHandler):

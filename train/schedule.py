@@ -8,7 +8,6 @@ the run that never stopped.
 """
 import mxnet as mx
 
-OPTIMIZERS = ('sgd', 'adam')
 
 
 class ConstantScheduler(mx.lr_scheduler.LRScheduler):

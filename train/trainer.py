@@ -1,0 +1,162 @@
+"""The training loop: MXNet's own ``Module.fit``, with our hooks reached through its callbacks.
+
+``Module.fit`` runs forward, backward, update and the training metric; :class:`Trainer` hands it
+
+- ``batch_end_callback``: every hook's ``after_batch``, then the user's callbacks (e.g.
+  ``mx.callback.Speedometer``);
+- ``epoch_end_callback``: every hook's ``after_epoch`` (checkpoint, validation, best, history, curves, saved
+  state), then the user's (e.g. ``mx.callback.do_checkpoint``);
+- the training iterator wrapped in :class:`EpochBatches`, whose first fetch of an epoch is the
+  ``before_epoch`` event (fit has no epoch-begin callback) and which ends an epoch before a padded batch;
+- the user's ``eval_end_callback``\\ s go to :class:`train.callbacks.Validator` (see there why validation is
+  not fit's ``eval_data``).
+
+The module arrives bound, with its weights loaded and its optimizer (and, on resume, optimizer state)
+initialised, so fit's own bind / init_params / init_optimizer are no-ops; their "already initialised"
+notices are filtered, and so are its 0-based ``Epoch[0] Train-...`` lines (BatchLogger logs them 1-based,
+as every other line). Where fit cannot do what later issues ask: it has no mid-epoch stop other than an
+exception raised from a callback (a SIGTERM-safe save will raise one after saving), and it always runs whole
+epochs of the iterator it is given (the partial last batch is dropped by :class:`EpochBatches`).
+"""
+import logging
+import warnings
+
+import mxnet as mx
+
+LOG = logging.getLogger('train')
+# fit's notices for a module that is ready, and its 0-based per-epoch lines that BatchLogger prints 1-based
+FIT_NOTICES = ('Already bound', 'optimizer already initialized', '] Train-', '] Time cost=')
+
+
+class EpochBatches(mx.io.DataIter):
+    """``data_iter`` as epochs of ``num_batches`` full batches for ``Module.fit``.
+
+    The wrapped iterator is reset once per epoch, lazily at the epoch's first fetch (as the loop before fit
+    did, so shuffles and therefore results are unchanged); that fetch calls ``on_epoch_start()``.
+    """
+
+    def __init__(self, data_iter, num_batches, on_epoch_start):
+        super().__init__(data_iter.batch_size)
+        self.data_iter, self.num_batches, self.on_epoch_start = data_iter, num_batches, on_epoch_start
+        self.fetched = 0
+
+    @property
+    def provide_data(self):
+        return self.data_iter.provide_data
+
+    @property
+    def provide_label(self):
+        return self.data_iter.provide_label
+
+    def reset(self):
+        self.fetched = 0
+
+    def next(self):
+        if self.fetched == 0:
+            self.data_iter.reset()
+            self.on_epoch_start()
+        batch = self.data_iter.next() if self.fetched < self.num_batches else None
+        if batch is None or batch.pad:
+            self.end_epoch()
+        self.fetched += 1
+        return batch
+
+    @staticmethod
+    def end_epoch():
+        """The epoch's end, right after its last update: fit reads the parameters next (and writes them back to
+        every device). MKLDNN's BatchNorm writes its running statistics outside the engine's dependency
+        tracking, so a read now could see the values before the last batch; ``waitall`` lets them land."""
+        mx.nd.waitall()
+        raise StopIteration
+
+
+class DropNotices(logging.Filter):
+    """Drops fit's notices that the module is already bound and initialised."""
+
+    def filter(self, record):
+        return not any(notice in record.getMessage() for notice in FIT_NOTICES)
+
+
+class Trainer:
+    """Runs ``Module.fit`` over ``hooks``; the hooks' and counters' state is saved and restored by name.
+
+    Parameters
+    ----------
+    state : train.callbacks.TrainState
+        Module (bound, initialised), metric, batches per epoch.
+    hooks : list of train.callbacks.Hook
+    extra_state : dict, optional
+        JSON values saved beside the hooks' state (e.g. the frozen parameter names).
+    """
+
+    def __init__(self, state, hooks, extra_state=None):
+        self.state, self.hooks = state, list(hooks)
+        self.extra_state = dict(extra_state or {})
+        self.next_epoch = 0
+
+    def call(self, event):
+        for hook in self.hooks:
+            getattr(hook, event)(self.state)
+
+    # ------------------------------------------------------------------------------------------- state
+    def state_dict(self):
+        """``{'epoch', 'num_update', 'hooks': {name: state}, ...extra_state}`` after the current epoch."""
+        saved = dict(self.extra_state, epoch=self.state.epoch + 1, hooks={})
+        for hook in self.hooks:
+            value = hook.state_dict()
+            if value:
+                saved['hooks'][hook.name] = value
+        return saved
+
+    def load_state_dict(self, saved):
+        """Give each hook its saved state (hooks missing from ``saved`` keep a fresh one)."""
+        for hook in self.hooks:
+            if hook.name in saved.get('hooks', {}):
+                hook.load_state_dict(saved['hooks'][hook.name])
+
+    # ------------------------------------------------------------------------------------------ events
+    def batch_end(self, param):
+        self.state.epoch, self.state.batch = param.epoch, param.nbatch
+        self.call('after_batch')
+
+    def epoch_end(self, epoch, symbol, arg_params, aux_params):
+        self.state.epoch = epoch
+        self.call('after_epoch')
+        self.next_epoch = epoch + 1
+
+    def epoch_start(self):
+        self.state.epoch, self.state.batch = self.next_epoch, 0
+        self.call('before_epoch')
+
+    # ------------------------------------------------------------------------------------------- fit
+    def fit(self, train_iter, begin_epoch, end_epoch, batch_end_callbacks=(), epoch_end_callbacks=(),
+            monitor=None):
+        """Train epochs ``begin_epoch`` .. ``end_epoch - 1`` with ``Module.fit``.
+
+        Parameters
+        ----------
+        train_iter : mx.io.DataIter
+        begin_epoch, end_epoch : int
+        batch_end_callbacks, epoch_end_callbacks : sequence of callable
+            The user's MXNet callbacks, called after ours.
+        monitor : mx.mon.Monitor, optional
+        """
+        module, state = self.state.module, self.state
+        state.epoch = self.next_epoch = begin_epoch
+        batches = EpochBatches(train_iter, state.num_batches, self.epoch_start)
+        self.call('before_train')
+        notices = DropNotices()
+        module.logger.addFilter(notices)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings('ignore', message='Parameters already initialized')
+                module.fit(batches, eval_metric=state.metric, begin_epoch=begin_epoch, num_epoch=end_epoch,
+                           batch_end_callback=[self.batch_end] + list(batch_end_callbacks),
+                           epoch_end_callback=[self.epoch_end] + list(epoch_end_callbacks), monitor=monitor)
+        except BaseException as err:
+            state.error = err
+            raise
+        finally:
+            module.logger.removeFilter(notices)
+            self.call('after_train')
+        return state
