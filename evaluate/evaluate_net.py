@@ -1,9 +1,10 @@
 """``evaluate_net``: score a trained SSD checkpoint on a whole packed validation set.
 
-One pass over the ``.rec`` (no augmentation, file order) runs the detector and feeds the same detections to
+One pass over the ``.rec`` (no augmentation, file order; :func:`evaluate.runner.run_detectors`, padded images
+dropped) runs the detector and feeds the same detections to
 
 - :class:`evaluate.eval_metric.VOC07MApMetric` (11-point AP) and :class:`~evaluate.eval_metric.MApMetric`
-  (all-point area), printed as one per-class table;
+  (all-point area), both made by :func:`evaluate.runner.map_metric`, printed as one per-class table;
 - :class:`PrecisionRecallCurves`, drawn as one ``pr_<class>.png`` per class;
 - optionally pycocotools' ``COCOeval`` (AP@[.5:.95], AP50, AP75).
 

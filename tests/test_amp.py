@@ -4,6 +4,7 @@ AVX-512). Training in bfloat16 itself is tested where the CPU can run it."""
 import json
 import logging
 
+from core.run_dir import RunDir
 import mxnet as mx
 import numpy as np
 import pytest
@@ -115,9 +116,8 @@ def test_training_with_a_loss_scale_ends_at_the_same_weights(data, tmp_path):
         np.testing.assert_allclose(scaled[name].asnumpy(), plain[name].asnumpy(), rtol=1e-3, atol=1e-5, err_msg=name)
     with open(str(tmp_path / 'scaled') + '-symbol.json') as handle:
         assert '1024' not in handle.read()                     # checkpoints keep the unscaled graph
-    with open(str(tmp_path / 'scaled') + '-config.json') as handle:
-        config = json.load(handle)
-    assert config['amp'] == 'none' and config['loss_scale'] == 1024.0
+    config = RunDir(str(tmp_path / 'scaled')).read_config()
+    assert config.solver.amp == 'none' and config.solver.loss_scale == 1024.0
 
 
 def train_cli_error(argv, capsys):

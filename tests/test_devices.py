@@ -5,6 +5,7 @@ import mxnet as mx
 import pytest
 
 from config import cli
+from core import devices
 from tools.scripts import load_script
 
 SCRIPTS = ('train.py', 'evaluate.py', 'demo.py', 'benchmark_score.py')
@@ -13,7 +14,7 @@ REQUIRED = {'evaluate.py': ['--prefix', 'p', '--epoch', '1'], 'demo.py': ['--ima
 
 @pytest.mark.parametrize('script', SCRIPTS)
 def test_every_script_defaults_to_the_visible_gpus(script, monkeypatch, capsys):
-    monkeypatch.setattr(cli, 'visible_gpu_count', lambda: 2)
+    monkeypatch.setattr(devices, 'visible_gpu_count', lambda: 2)
     args = load_script(script).parse_args(REQUIRED.get(script, []))
     assert args.gpus is None and not args.cpu
     assert cli.contexts_from_args(args) == [mx.gpu(0), mx.gpu(1)]
@@ -23,7 +24,7 @@ def test_every_script_defaults_to_the_visible_gpus(script, monkeypatch, capsys):
 
 @pytest.mark.parametrize('script', SCRIPTS)
 def test_without_a_visible_gpu_the_default_is_the_cpu(script, monkeypatch, capsys):
-    monkeypatch.setattr(cli, 'visible_gpu_count', lambda: 0)
+    monkeypatch.setattr(devices, 'visible_gpu_count', lambda: 0)
     args = load_script(script).parse_args(REQUIRED.get(script, []))
     assert cli.contexts_from_args(args) == [mx.cpu()]
     out = capsys.readouterr().out.splitlines()
@@ -31,7 +32,7 @@ def test_without_a_visible_gpu_the_default_is_the_cpu(script, monkeypatch, capsy
 
 
 def test_gpus_and_cpu_still_choose_and_print_nothing(monkeypatch, capsys):
-    monkeypatch.setattr(cli, 'visible_gpu_count', lambda: 2)
+    monkeypatch.setattr(devices, 'visible_gpu_count', lambda: 2)
     parse = load_script('evaluate.py').parse_args
     base = REQUIRED['evaluate.py']
     assert cli.contexts_from_args(parse(base + ['--gpus', '1'])) == [mx.gpu(1)]
@@ -42,12 +43,12 @@ def test_gpus_and_cpu_still_choose_and_print_nothing(monkeypatch, capsys):
 
 
 def test_the_gpu_count_is_guarded_on_this_build():
-    count = cli.visible_gpu_count()
+    count = devices.visible_gpu_count()
     assert count == (mx.context.num_gpus() if mx.runtime.Features().is_enabled('CUDA') else 0)
 
 
 def test_benchmark_without_device_flags_runs_on_the_cpu_build(monkeypatch, capsys):
-    if cli.visible_gpu_count():
+    if devices.visible_gpu_count():
         pytest.skip('this machine has a GPU: the CPU branch is the monkeypatched test above')
     script = load_script('benchmark_score.py')
     results = script.main(script.parse_args(['--network', 'mobilenet0.25', '--data-shape', '64', '--batch-size',

@@ -21,6 +21,7 @@ from evaluate.model import check_params_fit, load_model
 from symbol import common, symbol_factory
 from tests.test_train import make_dataset, tiny_run
 from tools.scripts import load_script
+from core.run_dir import RunDir
 from core.checkpoint import load_checkpoint_params, save_params
 
 VGG_GROUPS = ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))   # (group, convolutions) of VGG-16
@@ -177,7 +178,6 @@ def test_resume_with_another_layout_says_what_the_checkpoint_was_trained_with(tm
     # 6 layers x 2 heads x (weight, bias); relu22: 4 anchors x 7 scores in the file, 2 x 7 now
     assert 'does not fit the network: 24 of another shape (relu22_cls_pred_conv_weight (28, 128, 3, 3) in the ' \
            'file, (14, 128, 3, 3) here, ' in message and 'missing' not in message
-    saved = json.load(open(prefix + '-config.json'))
-    assert saved['network_overrides'] is None
+    assert RunDir(prefix).read_config().model.network_overrides is None
     assert message.endswith("it was trained with network overrides None (checkpoint) vs {'ratios': [[1], [1], "
                             "[1], [1], [1], [1]]} (now)")

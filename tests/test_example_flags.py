@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from config import cli
+from core import devices
+from core.run_dir import RunDir, resolve_prefix
 from config.defaults import BENCHMARK
 from config.errors import UserError
 from dataset.lst import format_lst_line, read_lst
@@ -57,7 +59,7 @@ def test_every_flag_of_the_example_exists(name):
 # ------------------------------------------------------------------------------------------ parsing only
 def test_train_takes_the_example_command_line(monkeypatch):
     script = load_script('train.py')
-    monkeypatch.setattr(cli, 'cuda_available', lambda: True)
+    monkeypatch.setattr(devices, 'cuda_available', lambda: True)
     args = script.parse_args([
         '--train-path', 'data/train.rec', '--val-path', 'data/val.rec', '--network', 'vgg16_reduced',
         '--batch-size', '32', '--resume', '-1', '--finetune', '-1', '--pretrained', 'model/vgg16_reduced',
@@ -67,10 +69,12 @@ def test_train_takes_the_example_command_line(monkeypatch):
         '^(conv1_|conv2_).*', '--log', 'train.log', '--monitor', '0', '--pattern', '.*', '--num-class', '20',
         '--num-example', '16551', '--class-names', 'aeroplane, bicycle', '--nms', '0.45', '--overlap', '0.5',
         '--force', '--use-difficult', '--no-voc07', '--kv-store', 'local'])
-    kwargs = script.train_net_kwargs(args)
-    assert kwargs['num_example'] == 16551 and kwargs['mean_pixels'] == (123, 117, 104)
-    assert kwargs['lr_steps'] == (80, 160) and kwargs['voc07'] is False and kwargs['force_nms'] is True
-    assert kwargs['ctx'] == [mx.gpu(0)] and kwargs['label_width'] == 350 and kwargs['prefix'] == 'model/ssd'
+    config = script.config_from_args(args)
+    assert config.data.num_example == 16551 and tuple(config.data.mean_pixels) == (123, 117, 104)
+    assert list(config.solver.lr_steps) == [80, 160] and config.eval.voc07 is False
+    assert config.model.force_suppress is True and list(config.data.class_names) == ['aeroplane', 'bicycle']
+    assert devices.contexts_for(config.run.gpus) == [mx.gpu(0)]
+    assert config.data.label_width == 350 and config.run.prefix == 'model/ssd'
 
 
 def test_evaluate_flags_reach_evaluate_net():
@@ -140,24 +144,24 @@ def touch_checkpoint(prefix, epoch=1):
 
 def test_prefix_ending_in_underscore_falls_back_to_network_and_shape(tmp_path, capsys):
     base = str(tmp_path / 'model' / 'ssd_')
-    assert cli.resolve_prefix(base, NETWORK, SHAPE) == base                 # nothing saved: as given
+    assert resolve_prefix(base, NETWORK, SHAPE) == base                 # nothing saved: as given
     touch_checkpoint(base + NETWORK + '_64')
-    assert cli.resolve_prefix(base, NETWORK, SHAPE) == base + NETWORK + '_64'
+    assert resolve_prefix(base, NETWORK, SHAPE) == base + NETWORK + '_64'
     assert capsys.readouterr().out.splitlines() == [
         "note: --prefix %s has no checkpoint; using %s%s_64 (MXNet's example appended <network>_<data-shape>)"
         % (base, base, NETWORK)]
-    assert cli.resolve_prefix(base, NETWORK, None) == base + NETWORK + '_64'   # the only side saved
-    assert cli.resolve_prefix(base, None, SHAPE) == base                      # network unknown: as given
-    assert cli.resolve_prefix(base, NETWORK, 128) == base                     # no such side saved
+    assert resolve_prefix(base, NETWORK, None) == base + NETWORK + '_64'   # the only side saved
+    assert resolve_prefix(base, None, SHAPE) == base                      # network unknown: as given
+    assert resolve_prefix(base, NETWORK, 128) == base                     # no such side saved
     touch_checkpoint(base + NETWORK)                                          # the example's evaluate.py name
-    assert cli.resolve_prefix(base, NETWORK, 128) == base + NETWORK
+    assert resolve_prefix(base, NETWORK, 128) == base + NETWORK
     touch_checkpoint(base + NETWORK + '_128')
     with pytest.raises(UserError, match='give --data-shape'):
-        cli.resolve_prefix(base, NETWORK, None)
+        resolve_prefix(base, NETWORK, None)
     touch_checkpoint(base)                                                    # the prefix itself saved: kept
-    assert cli.resolve_prefix(base, NETWORK, SHAPE) == base
+    assert resolve_prefix(base, NETWORK, SHAPE) == base
     plain = str(tmp_path / 'model' / 'ssd')
-    assert cli.resolve_prefix(plain, NETWORK, SHAPE) == plain                 # not ending in _: exactly as given
+    assert resolve_prefix(plain, NETWORK, SHAPE) == plain                 # not ending in _: exactly as given
 
 
 # ------------------------------------------------------------------------------------------ real runs
@@ -184,10 +188,9 @@ def trained(tmp_path_factory):
 def test_train_notes_that_num_example_is_ignored(trained):
     assert ('note: --num-example 16551 is ignored: %s holds 16 images, the count the LR steps and epochs use'
             % (trained.root / 'train.rec')) in trained.log
-    with open(trained.saved + '-config.json') as handle:
-        config = json.load(handle)
-    assert config['num_example'] == 16551 and config['num_train_records'] == 16
-    assert config['mean_pixels'] == [123, 117, 104]
+    config = RunDir(trained.saved).read_config()
+    assert config.data.num_example == 16551 and tuple(config.data.mean_pixels) == (123, 117, 104)
+    assert RunDir(trained.saved).read_trainer_state(1)['num_train_records'] == 16
 
 
 def printed(function, *args):

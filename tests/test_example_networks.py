@@ -10,7 +10,9 @@ from config.errors import UserError
 from evaluate.model import check_params_fit, load_model
 from symbol import inceptionv3, resnet_preact, symbol_factory
 from core import checkpoint as params
-from train.train_net import TrainOptions, initial_params
+from config.schema import from_flat
+from core.run_dir import RunDir
+from train.train_net import initial_params
 
 NUM_CLASSES = 3
 BN_ARGS = ('gamma', 'beta')
@@ -291,9 +293,8 @@ def pretrained_report(network, prefix, epoch):
     side = 300 if network == 'inceptionv3' else 256
     settings = symbol_factory.get_config(network, side)
     args, aux = train_shapes(network, side)
-    opts = TrainOptions(network=network, data_shape=side, pretrained=prefix, epoch=epoch,
-                        class_names=('a', 'b', 'c'))
-    _, _, report = initial_params(opts, 'pretrained', epoch, prefix, dict(args, **aux), settings, set(aux))
+    config = from_flat(network=network, data_shape=side, pretrained=prefix, epoch=epoch, class_names=['a', 'b', 'c'])
+    _, _, report = initial_params(config, RunDir(prefix), dict(args, **aux), settings, set(aux))
     return report
 
 

@@ -19,7 +19,8 @@ from core.run_dir import RunDir
 from symbol import symbol_factory
 from tools import prepare_dataset, synthetic_voc
 from train import train_net as train_net_module
-from train.callbacks import TrainingDiverged
+from train import callbacks
+from train.callbacks import Hook, TrainingDiverged
 from core.checkpoint import load_checkpoint_params
 from train.train_net import train_net
 from tools.scripts import load_script
@@ -284,6 +285,58 @@ def test_resume_reproduces_the_uninterrupted_run(data, tmp_path):
                                    err_msg=name)
     for suffix in ('-0001.states', '-0002.states', '-symbol.json', '-config.yaml', '.classes', '-0002.trainer.json'):
         assert os.path.isfile(str(tmp_path / 'split') + suffix), suffix
+
+
+class EventLog(Hook):
+    """Records every event with its epoch and batch; its state is a counter that must survive a resume."""
+
+    def __init__(self):
+        self.events, self.epochs_seen = [], 0
+
+    def before_train(self, state):
+        self.events.append(('before_train', state.epoch))
+
+    def before_epoch(self, state):
+        self.events.append(('before_epoch', state.epoch))
+
+    def after_batch(self, state):
+        self.events.append(('after_batch', state.epoch, state.batch))
+
+    def after_epoch(self, state):
+        self.epochs_seen += 1
+        self.events.append(('after_epoch', state.epoch))
+
+    def after_train(self, state):
+        self.events.append(('after_train', state.error is None))
+
+    def state_dict(self):
+        return {'epochs_seen': self.epochs_seen}
+
+    def load_state_dict(self, saved):
+        self.epochs_seen = saved['epochs_seen']
+
+
+def test_hooks_see_every_event_and_their_state_survives_a_resume(data, tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(callbacks, 'plot_training_curves', lambda history, path, name: drawn.append(
+        [record['epoch'] for record in history]))
+    prefix = tmp_path / 'hooks'
+    first = EventLog()
+    tiny_run(data[0], prefix, val_path=data[1], end_epoch=2, hooks=[first])
+    assert first.events == ([('before_train', 0), ('before_epoch', 0)] + batches_of(0) + [('after_epoch', 0)] +
+                            [('before_epoch', 1)] + batches_of(1) + [('after_epoch', 1), ('after_train', True)])
+    second = EventLog()
+    result = tiny_run(data[0], prefix, val_path=data[1], end_epoch=3, resume=2, hooks=[second])
+    assert second.epochs_seen == 3                                   # 2 restored from the checkpoint + 1
+    assert [record['epoch'] for record in result['history']] == [1, 2, 3]
+    assert drawn[-1] == [1, 2, 3]                                      # the curves after a resume show every epoch
+    assert result['history'][:2] == RunDir(str(prefix)).read_trainer_state(2)['hooks']['History']['records']
+    assert result['history'][2]['seconds'] > result['history'][1]['seconds']
+    assert result['best']['epoch'] in (1, 2, 3) and 'mAP' in result['best']
+
+
+def batches_of(epoch):
+    return [('after_batch', epoch, index) for index in range(40 // BATCH)]
 
 
 # ------------------------------------------------------------------------------ finetune, freeze, pretrained

@@ -210,8 +210,8 @@ def resume_mismatch_message(config, run_dir, epoch, report, loaded_shapes):
     model = config.model
     settings = [('--network', lambda c: c.model.network, model.network),
                 ('--data-shape', lambda c: c.model.data_shape, model.data_shape),
-                ('network overrides', lambda c: json_form(network_overrides(c.model)),
-                 json_form(network_overrides(model)))]
+                ('network overrides', lambda c: json_form(network_overrides(c.model) or None),
+                 json_form(network_overrides(model) or None))]
     differs = ['%s %s (checkpoint) vs %s (now)' % (flag, read(trained), now) for flag, read, now in settings
                if trained is not None and read(trained) != now]
     cause = ('it was trained with ' + ', '.join(differs)) if differs else (
@@ -411,7 +411,7 @@ def precision_graph(solver, symbol):
     return amp.scale_losses(amp.convert_symbol(symbol, solver.amp), solver.loss_scale)
 
 
-def train_net(config=None, batch_end_callbacks=(), epoch_end_callbacks=(), eval_end_callbacks=(), **flags):
+def train_net(config=None, hooks=(), batch_end_callbacks=(), epoch_end_callbacks=(), eval_end_callbacks=(), **flags):
     """Train an SSD.
 
     Parameters
@@ -419,6 +419,8 @@ def train_net(config=None, batch_end_callbacks=(), epoch_end_callbacks=(), eval_
     config : omegaconf.DictConfig, optional
         A configuration from :func:`config.schema.build_config`; without it, ``flags`` (flat names such as
         ``lr``, ``batch_size``, see :data:`config.schema.FLAG_KEYS`) build one over the schema defaults.
+    hooks : sequence of train.callbacks.Hook
+        More hooks, run after the project's (before the state saver, so their ``state_dict`` is saved).
     batch_end_callbacks, epoch_end_callbacks, eval_end_callbacks : sequence of callable
         MXNet callbacks called after the project's hooks (``mx.callback.Speedometer``,
         ``mx.callback.do_checkpoint``...), as ``Module.fit`` calls them.
@@ -442,8 +444,8 @@ def train_net(config=None, batch_end_callbacks=(), epoch_end_callbacks=(), eval_
     config, contexts, run_dir = prepare(config)
     handlers = setup_logging(config.run.log)
     try:
-        return run(config, contexts, run_dir, dict(batch_end_callbacks=batch_end_callbacks,
-                                                    epoch_end_callbacks=epoch_end_callbacks),
+        return run(config, contexts, run_dir, list(hooks), dict(batch_end_callbacks=batch_end_callbacks,
+                                                                epoch_end_callbacks=epoch_end_callbacks),
                    eval_end_callbacks)
     finally:
         for handler in handlers:
@@ -464,7 +466,7 @@ def restore_trainer_state(trainer, config, run_dir):
     trainer.load_state_dict(saved)
 
 
-def run(config, contexts, run_dir, user_callbacks, eval_end_callbacks):
+def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callbacks):
     """:func:`train_net` after the configuration is resolved and logging is set up."""
     LOG.info('checkpoint prefix: %s', run_dir.prefix)
     seed_everything(config.run.seed)
@@ -486,7 +488,7 @@ def run(config, contexts, run_dir, user_callbacks, eval_end_callbacks):
     kind = starting_point(config.run)[0]
     last = run_dir.params_path(begin_epoch) if kind in ('resume', 'finetune') else None
     state = callbacks.TrainState(module, MultiBoxMetric(symbol.list_outputs()), iters, data.batch_size, last)
-    hooks = build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks)
+    hooks = build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks) + user_hooks
     trainer = Trainer(state, hooks, extra_state=dict(frozen_params=frozen, iterations_per_epoch=iters,
                                                      num_train_records=train_iter.num_records, start=kind))
     trainer.hooks.append(callbacks.StateSaver(run_dir, trainer.state_dict))
