@@ -1,7 +1,7 @@
 """Train an SSD detector from RecordIO files.
 
 Example (the synthetic demo set: a small MobileNet from scratch on the CPU, with the measured recipe of
-config/recipes.py; any flag given after it overrides the recipe's value)::
+config/recipes/demo.yaml; any flag given after it overrides the recipe's value)::
 
     python train.py --recipe demo --train-path data/train.rec --val-path data/val.rec
 

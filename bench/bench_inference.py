@@ -1,6 +1,6 @@
 """Inference speed of the deploy graph: INT8 (evaluate/quantize_net.py) vs FP32, in one run.
 
-The model is the demo's graph (``config/recipes.py`` DEMO: mobilenet0.25 at 192 with its network overrides,
+The model is the demo's graph (``config/recipes/demo.yaml``: mobilenet0.25 at 192 with its network overrides,
 the 6 classes of the synthetic set) with seeded random weights, initialized as ``train.py`` starts a model from
 scratch (Xavier body, small heads, class biases at the background prior), or a trained checkpoint
 (``--prefix``/``--epoch``). Speed does not depend on what the weights learnt except through the number of
@@ -29,7 +29,7 @@ from config.runtime import configure_threads
 from core.atomic import write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NETWORK = 'mobilenet0.25'       # the demo recipe's network (config/recipes.py DEMO)
+NETWORK = 'mobilenet0.25'       # the demo recipe's network (config/recipes/demo.yaml)
 SEED = 0                        # weights and images
 RANDOM_PREFIX = 'random-'       # the prefix of the random model's TrainedModel (no files behind it)
 CALIB_IMAGES = 16               # random images whose layer outputs set the int8 ranges
@@ -40,14 +40,19 @@ FULL = dict(repeats=15)
 QUICK = dict(repeats=5)
 
 
-def parse_args(argv=None):
-    from config.recipes import DEMO
+def demo_config():
+    """The demo recipe (config/recipes/demo.yaml) on the schema."""
+    from config.recipes import recipe_path
+    from config.schema import build_config
+    return build_config(recipe_path('demo'))
 
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--quick', action='store_true', help='%d samples per side' % QUICK['repeats'])
     parser.add_argument('--batch-sizes', type=comma_ints, default=(1, 8), help='comma-separated (default 1,8)')
     parser.add_argument('--data-shape', type=int, default=None,
-                        help='input side (default: %d, the demo\'s, or the checkpoint\'s)' % DEMO['data_shape'])
+                        help='input side (default: %d, the demo\'s, or the checkpoint\'s)' % demo_config().model.data_shape)
     parser.add_argument('--repeats', type=int, default=None, help='timed samples per side (default %d, %d with '
                         '--quick)' % (FULL['repeats'], QUICK['repeats']))
     parser.add_argument('--forwards', type=int, default=None,
@@ -113,15 +118,16 @@ def random_params(symbol, data_shape, num_classes, seed=SEED):
 
 def demo_model(data_shape):
     """A :class:`evaluate.model.TrainedModel` of the demo's graph with random weights."""
-    from config.defaults import DATA, SYNTHETIC
-    from config.recipes import DEMO
+    from config.defaults import SYNTHETIC
+    from config.schema import to_dict
     from evaluate.model import TrainedModel
     from symbol import multibox
 
+    demo = demo_config()
     model = TrainedModel(
         prefix='%s%s-%d' % (RANDOM_PREFIX, NETWORK, data_shape), epoch=0, network=NETWORK, data_shape=data_shape,
-        class_names=tuple(SYNTHETIC['classes']), mean_pixels=tuple(DEFAULTS.data.mean_pixels),
-        std_pixels=(DEMO['std_r'], DEMO['std_g'], DEMO['std_b']), network_overrides=dict(DEMO['network_overrides']),
+        class_names=tuple(SYNTHETIC['classes']), mean_pixels=tuple(demo.data.mean_pixels),
+        std_pixels=tuple(demo.data.std_pixels), network_overrides=to_dict(demo.model.network_overrides),
         nms_thresh=multibox.NMS['nms_thresh'], force_suppress=multibox.NMS['force_suppress'],
         arg_params={}, aux_params={})
     model.arg_params, model.aux_params = random_params(model.deploy_symbol(), data_shape, model.num_classes)
@@ -132,8 +138,7 @@ def bench_model(data_shape, prefix=None, epoch=None):
     """The model timed: checkpoint ``epoch`` of ``prefix``, or the random demo model (``data_shape`` None: the
     checkpoint's or the demo's side)."""
     if prefix is None:
-        from config.recipes import DEMO
-        return demo_model(data_shape or DEMO['data_shape'])
+        return demo_model(data_shape or demo_config().model.data_shape)
     from evaluate.model import load_model
     return load_model(prefix, epoch, data_shape=data_shape)
 

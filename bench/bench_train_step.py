@@ -269,7 +269,7 @@ def check_training(args):
         print(json.dumps(dict(dtype=args.dtype, losses=losses, error=first_error_line(str(error)))))
         return losses
     print(json.dumps(dict(dtype=args.dtype, network=args.network, data_shape=args.data_shape,
-                          losses=[[round(c, 4), round(l, 4)] for c, l in losses])))
+                          losses=[[round(cross, 4), round(box, 4)] for cross, box in losses])))
     return losses
 
 

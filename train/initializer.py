@@ -6,7 +6,7 @@ sharing the rest" before it learns anything about the image. Starting the class-
 skips that detour (RetinaNet's prior initialisation, applied to SSD's softmax). Xavier weights on the heads
 would still give logits spread by several units (cross entropy 4-8 at the first batch), so the head weights
 start small instead (RetinaNet: normal, sd 0.01). What both bought in the demo recipe is measured in
-config/recipes.py.
+config/recipes/demo.yaml.
 """
 import math
 
