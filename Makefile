@@ -12,7 +12,7 @@ DEMO_DATA := data
 DEMO_OUT := output/demo
 DEMO_PREFIX := model/demo/ssd_demo
 
-.PHONY: venv demo demo-data test test-fast bench bench-quick clean
+.PHONY: venv demo demo-data lint test test-fast bench bench-quick clean
 
 venv: $(STAMP)
 
@@ -50,7 +50,11 @@ demo: demo-data
 	@echo "demo: batch pictures in $(DEMO_OUT)/, detections drawn in $(DEMO_OUT)/detections/, log" \
 		"$(DEMO_OUT)/train.log, checkpoints and training curves under $(DEMO_PREFIX)*"
 
-test: $(STAMP)
+# Lint and import order (ruff, configured in pyproject.toml); make test runs it first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest -q tests
 
 test-fast: $(STAMP)

@@ -19,12 +19,12 @@ import os
 import statistics
 import time
 
-from config.cli import add_device_args, comma_ints
 from config.defaults import BENCHMARK
-from config.schema import DEFAULTS
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
+from config.schema import DEFAULTS
 from core import atomic
+from tools.cli import add_device_args, comma_ints
 
 BATCH_SIZES = BENCHMARK['batch_sizes']    # see config/defaults.py
 NUM_CLASS = BENCHMARK['num_class']
@@ -207,8 +207,8 @@ def count_anchors(module):
 
 def benchmark(args):
     """Time the graph of ``args`` at every batch size; returns a list of :class:`BenchmarkResult`."""
-    from config.cli import contexts_from_args
     from core.run_dir import resolve_prefix
+    from tools.cli import contexts_from_args
     args = argparse.Namespace(**dict(vars(args), batch_size=batch_sizes(args.batch_size),
                                      prefix=resolve_prefix(args.prefix, args.network, args.data_shape)))
     check_args(args)

@@ -30,7 +30,6 @@ factor) resizes each frame before detection.
 import argparse
 import os
 
-from config.cli import add_checkpoint_args, add_device_args, add_input_scaling_args, input_scaling_from_args
 from config.defaults import DETECT
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
@@ -42,6 +41,7 @@ from evaluate.detect_images import (
     display_available,
     resize_frame,  # noqa: F401  (demo.resize_frame: what --frame-resize does, for callers of this script)
 )
+from tools.cli import add_checkpoint_args, add_device_args, add_input_scaling_args, input_scaling_from_args
 
 
 def camera_source(text):
@@ -140,8 +140,8 @@ def image_paths(args):
 
 def main(args):
     configure_threads()
-    from config.cli import contexts_from_args   # evaluate/ imports mxnet, which reads OMP_NUM_THREADS once
     from core.run_dir import prefix_for
+    from tools.cli import contexts_from_args  # evaluate/ imports mxnet, which reads OMP_NUM_THREADS once
 
     check_args(args)
     paths = image_paths(args) if args.camera is None else None   # bad --images / --dir fail before loading

@@ -43,9 +43,9 @@ MXNet's ``detection`` output.
 """
 import argparse
 
-from config.cli import add_checkpoint_args
 from config.errors import run_cli
 from config.runtime import configure_threads
+from tools.cli import add_checkpoint_args
 
 
 def build_parser():

@@ -18,10 +18,10 @@ to ``<prefix><network>_<data-shape>``. --deploy scores the graph deploy.py wrote
 """
 import argparse
 
-from config.cli import add_checkpoint_args, add_device_args, add_input_scaling_args, input_scaling_from_args
-from config.schema import DEFAULTS
 from config.errors import run_cli
 from config.runtime import configure_threads
+from config.schema import DEFAULTS
+from tools.cli import add_checkpoint_args, add_device_args, add_input_scaling_args, input_scaling_from_args
 
 
 def parse_args(argv=None):
@@ -63,8 +63,8 @@ def build_parser():
 
 def evaluate_kwargs(args):
     """The parsed flags as :func:`evaluate.evaluate_net.evaluate_net` keyword arguments."""
-    from config.cli import contexts_from_args
     from core.run_dir import resolve_prefix
+    from tools.cli import contexts_from_args
     kwargs = dict(vars(args))
     mean_pixels, std_pixels = input_scaling_from_args(args)
     scaling = ['%s_%s' % (kind, channel) for kind in ('mean', 'std') for channel in 'rgb']

@@ -15,11 +15,11 @@ INT8 model, ``mx.model.load_checkpoint(out_prefix, epoch)`` reads it back) and
 import argparse
 import json
 
-from config.cli import add_eval_args
 from config.defaults import QUANTIZE
-from config.schema import DEFAULTS
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads, cpu_model_and_flags
+from config.schema import DEFAULTS
+from tools.cli import add_eval_args
 
 NUM_CALIB_BATCHES = QUANTIZE['num_calib_batches']    # see config/defaults.py
 CALIB_MODE = QUANTIZE['calib_mode']
@@ -64,10 +64,11 @@ def check_args(args):
 def run(args):
     """Quantize, save, evaluate and time; returns the summary dict."""
     import mxnet as mx
+
+    from core.atomic import write_json
     from evaluate import quantize_net
     from evaluate.model import bind_detector, load_model
     from evaluate.report import format_ap_table
-    from core.atomic import write_json
 
     check_args(args)
     quantize_net.check_mkldnn()

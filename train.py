@@ -14,13 +14,13 @@ explicit: ``--config-file`` it to repeat the run), ``<prefix>.classes`` and ``<p
 import argparse
 
 from config.augmentation import PRESETS
-from config.cli import add_common_args, comma_ints, given_flags
 from config.defaults import FP16_LOSS_SCALE
 from config.errors import run_cli
 from config.recipes import RECIPES, recipe_path
 from config.runtime import configure_threads
 from config.schema import AMP_MODES, DEFAULTS, build_config, read_yaml
 from dataset.imdb import read_class_names
+from tools.cli import add_common_args, comma_ints, given_flags
 
 
 def parse_args(argv=None):
@@ -56,7 +56,8 @@ def build_parser():
     start = parser.add_argument_group('starting weights')
     start.add_argument('--pretrained', default=DEFAULTS.run.pretrained,
                        help="MXNet checkpoint prefix (with --epoch) or GluonCV .params file; '' from scratch")
-    start.add_argument('--epoch', type=int, default=DEFAULTS.run.pretrained_epoch, help='epoch of the pretrained checkpoint')
+    start.add_argument('--epoch', type=int, default=DEFAULTS.run.pretrained_epoch,
+                       help='epoch of the pretrained checkpoint')
     start.add_argument('--resume', type=int, default=DEFAULTS.run.resume,
                        help='resume from this epoch of --prefix: weights, optimizer state, LR position')
     start.add_argument('--finetune', type=int, default=DEFAULTS.run.finetune,

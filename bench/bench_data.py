@@ -209,7 +209,7 @@ def print_table(rows, quick):
 
 
 def main(args):
-    from report import machine_description   # bench/report.py: this script's folder
+    from report import machine_description  # bench/report.py: this script's folder
 
     os.makedirs(args.work_dir, exist_ok=True)
     lst, root = make_dataset(args.work_dir, args.num_images)

@@ -23,10 +23,10 @@ import os
 import statistics
 import time
 
-from config.cli import comma_ints
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
 from core.atomic import write_json
+from tools.cli import comma_ints
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NETWORK = 'mobilenet0.25'       # the demo recipe's network (config/recipes/demo.yaml)
@@ -52,7 +52,8 @@ def parse_args(argv=None):
     parser.add_argument('--quick', action='store_true', help='%d samples per side' % QUICK['repeats'])
     parser.add_argument('--batch-sizes', type=comma_ints, default=(1, 8), help='comma-separated (default 1,8)')
     parser.add_argument('--data-shape', type=int, default=None,
-                        help='input side (default: %d, the demo\'s, or the checkpoint\'s)' % demo_config().model.data_shape)
+                        help='input side (default: %d, the demo\'s, or the checkpoint\'s)'
+                             % demo_config().model.data_shape)
     parser.add_argument('--repeats', type=int, default=None, help='timed samples per side (default %d, %d with '
                         '--quick)' % (FULL['repeats'], QUICK['repeats']))
     parser.add_argument('--forwards', type=int, default=None,

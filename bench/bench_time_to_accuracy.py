@@ -77,7 +77,7 @@ def rows_from_history(history, thresholds=THRESHOLDS, budget=BUDGET_SECONDS):
 
 def train_demo(train_rec, val_rec, work_dir, amp='none'):
     """``train.py --recipe demo [--amp ...]`` on the bench's copy of the data; returns train_net's history."""
-    from tools.scripts import load_script   # train.py's own argument handling, recipe included
+    from tools.scripts import load_script  # train.py's own argument handling, recipe included
     script = load_script('train.py')
     name = 'ssd_demo' if amp == 'none' else 'ssd_demo_' + amp
     args = script.parse_args(['--recipe', 'demo', '--train-path', train_rec, '--val-path', val_rec, '--prefix',

@@ -120,7 +120,6 @@ def our_module(network, data_shape, batch_size, dtype):
     import mxnet as mx
 
     from symbol import symbol_factory
-
     from train import amp
 
     symbol = amp.convert_symbol(symbol_factory.get_symbol_train(network, data_shape, NUM_CLASSES),
@@ -385,7 +384,7 @@ def main(args):
             table += pair_table
             rows += pair_rows
     print_table(table)
-    from report import machine_description   # bench/report.py: this script's folder
+    from report import machine_description  # bench/report.py: this script's folder
 
     machine = dict(machine_description(), load_average_start=[round(v, 2) for v in load_before])
     print('load average before / after: %s / %s; OMP_NUM_THREADS=%s; gluoncv targets: %s'

@@ -137,7 +137,7 @@ def write_results(results_path, markdown_path, result, markdown):
 
 def main(args):
     parts = selected_parts(args.only)
-    from report import machine_description, markdown_lines, table_lines   # bench/ is this script's folder
+    from report import machine_description, markdown_lines, table_lines  # bench/ is this script's folder
 
     load_start = [round(value, 2) for value in os.getloadavg()]
     rows, failures, skipped = [], [], []

@@ -174,7 +174,8 @@ def flat_overrides(flags, source='flag'):
         overrides['run.gpus'] = ''
     unknown = sorted(name for name in flags if name not in FLAG_KEYS)
     if unknown:
-        raise UserError('%s %s: no such setting; known: %s' % (source, ', '.join(unknown), ', '.join(sorted(FLAG_KEYS))))
+        raise UserError('%s %s: no such setting; known: %s'
+                        % (source, ', '.join(unknown), ', '.join(sorted(FLAG_KEYS))))
     for name, value in flags.items():
         overrides.setdefault(FLAG_KEYS[name], list(value) if isinstance(value, tuple) else value)
     return overrides

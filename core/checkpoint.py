@@ -36,7 +36,7 @@ def split_params(saved):
     """``(arg_params, aux_params)`` from a loaded ``.params`` dict keyed ``arg:<name>`` / ``aux:<name>``
     (what :func:`save_params` writes); other keys are ignored. Checkpoints of this project from before its
     extra layers were named as MXNet's SSD example names them (``extra<n>_*``) get the current names."""
-    from symbol import common   # imports mxnet
+    from symbol import common  # imports mxnet
     arg_params, aux_params = {}, {}
     for key, value in saved.items():
         kind, _, name = key.partition(':')
@@ -104,7 +104,7 @@ def checkpoint_num_classes(arg_params, shapes, num_classes):
     int or None
         None when the checkpoint has no class head of this network.
     """
-    from symbol import common   # imports mxnet
+    from symbol import common  # imports mxnet
     for name, shape in shapes.items():
         if common.is_class_head_param(name) and name.endswith('_weight') and name in arg_params:
             box_head = name.replace(common.CLS_HEAD, common.LOC_HEAD)

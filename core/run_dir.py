@@ -20,10 +20,10 @@ import glob
 import json
 import os
 
-from config.defaults import CLASSES_SUFFIX, DEPLOY
-from config.errors import UserError
 from omegaconf import OmegaConf
 
+from config.defaults import CLASSES_SUFFIX, DEPLOY
+from config.errors import UserError
 from config.schema import FLAG_KEYS, apply, flat_overrides, flatten, read_yaml, schema, to_yaml
 from core import checkpoint
 from core.atomic import atomic_open, atomic_paths, write_json

@@ -10,8 +10,8 @@ import numpy as np
 
 from config.defaults import CLASSES_SUFFIX
 from config.errors import UserError
-from dataset.lst import OBJECT_WIDTH, format_lst_line
 from core.atomic import atomic_open
+from dataset.lst import OBJECT_WIDTH, format_lst_line
 
 
 class Imdb:

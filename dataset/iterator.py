@@ -43,11 +43,18 @@ from tqdm import tqdm
 
 from config.augmentation import augmentation_preset
 from config.defaults import LABEL_PAD_VALUE
-from config.schema import DEFAULTS
 from config.errors import UserError
 from config.runtime import decode_threads
-from dataset.lst import (HEADER_WIDTH, OBJECT_WIDTH, format_lst_line, inside_unit_square, read_lst, split_label,
-                         to_six_columns)
+from config.schema import DEFAULTS
+from dataset.lst import (
+    HEADER_WIDTH,
+    OBJECT_WIDTH,
+    format_lst_line,
+    inside_unit_square,
+    read_lst,
+    split_label,
+    to_six_columns,
+)
 from dataset.recordio import NO_OBJECT_ROW, check_record_files, idx_path_for, read_record_labels
 
 RAW_INFO_WIDTH = 4                       # [channels, rows, cols, label length] before each raw label

@@ -224,7 +224,8 @@ class Detector:
         """
         import mxnet as mx
         import numpy as np
-        from evaluate import model as model_io     # looked up per call: tests replace preprocess_image
+
+        from evaluate import model as model_io  # looked up per call: tests replace preprocess_image
         if not 0 < len(images_bgr) <= self.batch_size:
             raise ValueError('%d images for a batch of %d' % (len(images_bgr), self.batch_size))
         started = time.perf_counter()
@@ -273,7 +274,7 @@ def annotate(image_bgr, detections, class_names, thresh):
     class_names : sequence of str
     thresh : float
     """
-    from tools.draw_detections import detections_in_pixels, draw_detections
+    from evaluate.draw_detections import detections_in_pixels, draw_detections
     height, width = image_bgr.shape[:2]
     records = detections_in_pixels(detections, width, height, thresh, class_names)
     return draw_detections(image_bgr, records, class_names), records
@@ -307,7 +308,8 @@ def run_images(options, paths, class_names, detect, about):
         What was written to ``detections.json``, plus ``results_path``.
     """
     from tqdm import tqdm
-    from tools.draw_detections import output_names, save_picture
+
+    from evaluate.draw_detections import output_names, save_picture
     outputs = dict(zip(paths, output_names(paths)))   # a repeated path keeps one output (it is the same image)
     entries, skipped = [], []
     started = time.perf_counter()
@@ -394,7 +396,8 @@ def run_camera(options, class_names, detect, about):
     """
     import cv2
     from tqdm import tqdm
-    from tools.draw_detections import save_picture
+
+    from evaluate.draw_detections import save_picture
     show = display_available() if options.show is None else options.show
     capture = open_camera(options.camera)
     saved, frames = [], 0

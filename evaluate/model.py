@@ -12,9 +12,8 @@ import dataclasses
 import mxnet as mx
 
 from config.defaults import EXAMPLE_MEAN_PIXELS
-from config.schema import DEFAULTS
 from config.errors import UserError
-from config.schema import to_dict
+from config.schema import DEFAULTS, to_dict
 from core.checkpoint import checkpoint_num_classes
 from core.run_dir import RunDir
 from dataset.imdb import read_class_names

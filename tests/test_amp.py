@@ -1,20 +1,19 @@
 """train/amp.py and train.py --amp / --loss-scale: which operators run in which precision, the static loss scale,
 and the one-line errors where a precision cannot run (fp16 on the CPU; bf16 on GPUs and on CPUs without
 AVX-512). Training in bfloat16 itself is tested where the CPU can run it."""
-import json
 import logging
 
-from core.run_dir import RunDir
 import mxnet as mx
 import numpy as np
 import pytest
 
 from config.errors import UserError, run_cli
+from core.checkpoint import load_checkpoint_params
+from core.run_dir import RunDir
 from symbol import symbol_factory
 from tests.test_train import NETWORK, SHAPE, make_dataset, tiny_run
 from tools.scripts import load_script
 from train import amp
-from core.checkpoint import load_checkpoint_params
 
 BF16_PROBLEM = amp.bf16_problem()
 BFLOAT16 = np.dtype([('bfloat16', np.uint16)])        # how MXNet's infer_type names bfloat16

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from config.augmentation import SSD_TRAIN
-from config.schema import DEFAULTS
 from config.errors import UserError
+from config.schema import DEFAULTS
 from dataset.iterator import DetRecordIter
 from tests.test_iterator import write_rec
 

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from config.errors import run_cli
-from evaluate import detect_images
+from evaluate import detect_images, draw_detections
+from evaluate.visualize import class_color
 from tests.test_train import make_dataset, tiny_run
-from tools import draw_detections
-from tools.visualize import class_color
 from tools.scripts import load_script
 
 BACKGROUND = 40          # grey level of the hand-made test images
@@ -97,7 +96,7 @@ def test_drawn_box_sits_on_the_detection_in_original_pixels(tmp_path):
 
 
 def test_output_names_keep_the_format_family_and_never_collide():
-    from tools.draw_detections import output_names
+    from evaluate.draw_detections import output_names
     assert output_names(['a/x.JPG', 'b/x.jpg', 'c/x.png', 'y.gif', 'z.jpeg']) == [
         'x_det.jpg', 'x_det_2.jpg', 'x_det.png', 'y_det.png', 'z_det.jpeg']
 
@@ -195,7 +194,7 @@ def assert_picture_draws(image_path, picture_path, records, largest_off_overlap)
 def drawing_overlap(original, picture, records, names=('circle', 'square', 'triangle')):
     """Intersection over union of the pixels the JPEG ``picture`` changed and the pixels drawing ``records``
     changes (draw_detections, whose exact geometry the first test checks), both beyond JPEG noise."""
-    from tools.draw_detections import draw_detections
+    from evaluate.draw_detections import draw_detections
     expected = draw_detections(original, records, names)
     drawn = np.abs(expected.astype(int) - original).max(axis=2) > 60
     seen = np.abs(picture.astype(int) - original).max(axis=2) > 60
@@ -204,8 +203,9 @@ def drawing_overlap(original, picture, records, names=('circle', 'square', 'tria
 
 
 def test_batches_pad_the_last_one_and_results_do_not_depend_on_the_neighbours(trained):
-    from evaluate.model import load_model
     import mxnet as mx
+
+    from evaluate.model import load_model
     prefix, jpegs = trained
     model = load_model(prefix, EPOCHS)
     detector = detect_images.Detector(model, [mx.cpu()], 2)

@@ -4,8 +4,8 @@ real run of benchmark_score.py without device flags on this CPU build (it used t
 import mxnet as mx
 import pytest
 
-from config import cli
 from core import devices
+from tools import cli
 from tools.scripts import load_script
 
 SCRIPTS = ('train.py', 'evaluate.py', 'demo.py', 'benchmark_score.py')

@@ -8,7 +8,6 @@ layer ``k`` (0-based position among all feature layers) ``multi_feat_<k>_conv_1x
 those rules out; a checkpoint with exactly those names (no ``-config.json``, no ``.classes``: what the
 example's ``mx.model.save_checkpoint`` leaves) is scored, fine-tuned and deployed with nothing initialised anew.
 """
-import json
 import os
 
 import mxnet as mx
@@ -17,12 +16,12 @@ import pytest
 
 from config.defaults import EXAMPLE_MEAN_PIXELS
 from config.errors import UserError, run_cli
+from core.checkpoint import load_checkpoint_params, save_params
+from core.run_dir import RunDir
 from evaluate.model import check_params_fit, load_model
 from symbol import common, symbol_factory
 from tests.test_train import make_dataset, tiny_run
 from tools.scripts import load_script
-from core.run_dir import RunDir
-from core.checkpoint import load_checkpoint_params, save_params
 
 VGG_GROUPS = ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))   # (group, convolutions) of VGG-16
 EXTRA_LAYERS = {300: 4, 512: 5}                          # SSD300 / SSD512 extra layers after relu7

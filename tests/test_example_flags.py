@@ -7,7 +7,6 @@ One tiny model is trained through train.py with the example's ``--num-example`` 
 """
 import contextlib
 import io
-import json
 import os
 import types
 
@@ -16,11 +15,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from config import cli
-from core import devices
-from core.run_dir import RunDir, resolve_prefix
 from config.defaults import BENCHMARK
 from config.errors import UserError
+from core import devices
+from core.run_dir import RunDir, resolve_prefix
 from dataset.lst import format_lst_line, read_lst
 from symbol import multibox
 from tests.test_demo import FakeCapture

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from config.errors import UserError
+from config.schema import from_flat
+from core import checkpoint as params
+from core.run_dir import RunDir
 from evaluate.model import check_params_fit, load_model
 from symbol import inceptionv3, resnet_preact, symbol_factory
-from core import checkpoint as params
-from config.schema import from_flat
-from core.run_dir import RunDir
 from train.train_net import initial_params
 
 NUM_CLASSES = 3

@@ -8,12 +8,12 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from config.schema import DEFAULTS
 from config.errors import UserError
+from config.schema import DEFAULTS
 from dataset.iterator import DetRecordIter, scan_records, shared_label_width
 from dataset.lst import flatten_label, format_lst_line
+from evaluate.visualize import class_color, draw_boxes, save_image_grid, tile_images
 from tools import preview_batches
-from tools.visualize import class_color, draw_boxes, save_image_grid, tile_images
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ONE = [[1, 0.1, 0.2, 0.5, 0.6, 0]]
@@ -296,7 +296,8 @@ def test_preview_batch_images_undo_the_mean():
     batch = mx.io.DataBatch(data=[mx.nd.array(data)], pad=1)
     images = preview_batches.batch_images(batch, DEFAULTS.data.mean_pixels)
     assert len(images) == 3 and images[0].shape == (2, 2, 3)
-    assert tuple(images[0][0, 0]) == (200, int(round(DEFAULTS.data.mean_pixels[1])), int(round(DEFAULTS.data.mean_pixels[2])))
+    mean = DEFAULTS.data.mean_pixels
+    assert tuple(images[0][0, 0]) == (200, int(round(mean[1])), int(round(mean[2])))
 
 
 def test_preview_cli_reports_a_missing_rec_in_one_line(tmp_path):

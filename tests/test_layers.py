@@ -13,7 +13,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = ('config', 'symbol', 'core', 'dataset', 'evaluate', 'train', 'tools')
-CLI_MODULES = ('config.cli',)          # argparse helpers: for entry scripts and tools only
+CLI_MODULES = ('tools.cli',)          # argparse helpers: for entry scripts and tools only
 LIBRARY = ('config', 'symbol', 'core', 'dataset', 'evaluate', 'train')
 
 

@@ -3,8 +3,15 @@ import numpy as np
 import pytest
 
 from config.errors import UserError
-from dataset.lst import (flatten_label, format_lst_line, inside_unit_square, parse_lst_line, split_label,
-                         to_six_columns, unflatten_label)
+from dataset.lst import (
+    flatten_label,
+    format_lst_line,
+    inside_unit_square,
+    parse_lst_line,
+    split_label,
+    to_six_columns,
+    unflatten_label,
+)
 
 
 def test_split_label_returns_the_layout_and_rows_with_padding():

@@ -1,12 +1,11 @@
 """dataset/recordio.py: the header-only reader against files written by MXNet's own MXRecordIO, including
 records split where their bytes hold the magic number, and the one-line errors for files it cannot read."""
+import mxnet as mx
 import numpy as np
 import pytest
-import mxnet as mx
 
 from config.errors import UserError
-from dataset.recordio import (IR_HEADER, MAGIC_NUMBER, RECORD_MAGIC, frame_record, read_record_labels,
-                              record_head)
+from dataset.recordio import IR_HEADER, MAGIC_NUMBER, RECORD_MAGIC, frame_record, read_record_labels, record_head
 
 MAGIC_AS_FLOAT = float(np.frombuffer(RECORD_MAGIC, np.float32)[0])  # a label value whose bytes are the magic
 

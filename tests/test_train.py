@@ -15,15 +15,14 @@ from config import cli, schema
 from config.errors import UserError, run_cli
 from config.recipes import RECIPES, load_recipe
 from core import devices
+from core.checkpoint import load_checkpoint_params
 from core.run_dir import RunDir
 from symbol import symbol_factory
 from tools import prepare_dataset, synthetic_voc
-from train import train_net as train_net_module
+from tools.scripts import load_script
 from train import callbacks
 from train.callbacks import Hook, TrainingDiverged
-from core.checkpoint import load_checkpoint_params
 from train.train_net import train_net
-from tools.scripts import load_script
 
 NETWORK, SHAPE, BATCH = 'mobilenet0.25', 64, 8
 

@@ -45,9 +45,9 @@ from tqdm import tqdm
 from config.defaults import PACK
 from config.errors import UserError, run_cli
 from config.runtime import available_cores, configure_threads
+from core.atomic import atomic_paths
 from dataset.lst import inside_unit_square, read_lst
 from dataset.recordio import IndexedRecordWriter, frame_record, record_head
-from core.atomic import atomic_paths
 
 MAX_NAMED_WARNINGS = 10                        # skipped images named one by one; the rest only counted
 IN_FLIGHT_PER_THREAD = 4                       # records prepared ahead of the writer, per worker thread

@@ -14,9 +14,9 @@ import os
 import numpy as np
 
 from config.augmentation import PRESETS
-from config.schema import DEFAULTS
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
+from config.schema import DEFAULTS
 from dataset.imdb import classes_path_for, read_class_names
 
 
@@ -86,7 +86,7 @@ def collect_batches(iterator, num_batches):
 def main(args):
     configure_threads()
     from dataset.iterator import DetRecordIter  # imports mxnet, which reads OMP_NUM_THREADS once
-    from tools.visualize import IMAGE_EXTENSIONS, draw_boxes, save_image_grid
+    from evaluate.visualize import IMAGE_EXTENSIONS, draw_boxes, save_image_grid
 
     if args.batch_size < 1 or args.num_batches < 1:
         raise UserError('--batch-size and --num-batches must be at least 1')

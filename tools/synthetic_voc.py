@@ -29,11 +29,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from config.cli import comma_floats
 from config.defaults import SYNTHETIC
 from config.errors import UserError, run_cli
 from config.runtime import available_cores
 from core.atomic import atomic_open, atomic_paths
+from tools.cli import comma_floats
 
 SHAPES = ('circle', 'square', 'triangle', 'star', 'cross', 'ring')  # every shape this module can draw
 SPLITS = ('trainval', 'test')

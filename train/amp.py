@@ -27,9 +27,9 @@ import sys
 
 import mxnet as mx
 
-from config.schema import AMP_MODES as MODES
 from config.errors import UserError
 from config.runtime import cpu_model_and_flags
+from config.schema import AMP_MODES as MODES
 from symbol.common import graph_nodes
 
 LOG = logging.getLogger('train')

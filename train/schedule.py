@@ -9,7 +9,6 @@ the run that never stopped.
 import mxnet as mx
 
 
-
 class ConstantScheduler(mx.lr_scheduler.LRScheduler):
     """A constant learning rate after an optional warm-up (MultiFactorScheduler needs at least one step)."""
 

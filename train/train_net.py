@@ -261,9 +261,9 @@ def init_optimizer(module, config, run_dir, iters, num_devices):
     solver = config.solver
     begin_epoch = begin_epoch_of(config)
     scheduler = schedule.make_lr_scheduler(solver.lr, solver.lr_steps, solver.lr_factor, iters, solver.warmup_epochs)
-    module.init_optimizer(kvstore=solver.kv_store, optimizer=solver.optimizer, optimizer_params=schedule.optimizer_params(
-        solver.optimizer, solver.lr, solver.momentum, solver.wd, scheduler, num_devices, begin_epoch * iters,
-        solver.loss_scale))
+    settings = schedule.optimizer_params(solver.optimizer, solver.lr, solver.momentum, solver.wd, scheduler,
+                                         num_devices, begin_epoch * iters, solver.loss_scale)
+    module.init_optimizer(kvstore=solver.kv_store, optimizer=solver.optimizer, optimizer_params=settings)
     if config.run.resume > 0:
         states = run_dir.states_path(config.run.resume)
         if not os.path.isfile(states):

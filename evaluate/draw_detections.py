@@ -2,7 +2,7 @@
 
 The deploy graph gives ``[cls, score, xmin, ymin, xmax, ymax]`` rows normalized to the network input, which
 is the whole image squashed to ``S x S``; multiplying by the ORIGINAL width and height gives the box in the
-original image's pixels. The drawing itself is :func:`tools.visualize.draw_boxes` (RGB); this module only
+original image's pixels. The drawing itself is :func:`evaluate.visualize.draw_boxes` (RGB); this module only
 converts from OpenCV's BGR and back, so a box's colour is the same as in every other picture of the project.
 """
 import os
@@ -13,7 +13,7 @@ import numpy as np
 from config.defaults import DETECT
 from config.errors import UserError
 from core.atomic import atomic_open
-from tools.visualize import draw_boxes
+from evaluate.visualize import draw_boxes
 
 # Input and output picture formats. An output keeps its input's extension when OpenCV can write it, else
 # it is a PNG (lossless).
