@@ -21,7 +21,13 @@ import argparse
 from config.errors import run_cli
 from config.runtime import configure_threads
 from config.schema import DEFAULTS
-from tools.cli import add_checkpoint_args, add_device_args, add_input_scaling_args, input_scaling_from_args
+from tools.cli import (
+    add_checkpoint_args,
+    add_device_args,
+    add_eval_args,
+    add_input_scaling_args,
+    input_scaling_from_args,
+)
 
 
 def parse_args(argv=None):
@@ -47,13 +53,8 @@ def build_parser():
     model.add_argument('--deploy-dir', default=None,
                        help='folder of the deploy_<name> files (default: the folder of --prefix)')
     add_device_args(parser)
-    scoring = parser.add_argument_group('scoring and outputs')
-    scoring.add_argument('--overlap', type=float, default=DEFAULTS.eval.overlap,
-                         help='IoU at which a detection matches a ground-truth box (VOC APs)')
-    scoring.add_argument('--use-difficult', action='store_true', default=DEFAULTS.eval.use_difficult,
-                         help='score difficult objects as ordinary ones')
-    scoring.add_argument('--voc07', action=argparse.BooleanOptionalAction, default=DEFAULTS.eval.voc07,
-                         help='headline mAP: VOC07 11-point (--no-voc07: all-point area); the table shows both')
+    scoring = add_eval_args(parser, 'scoring and outputs', voc07_help='headline mAP: VOC07 11-point (--no-voc07: '
+                            'all-point area); the table shows both')
     scoring.add_argument('--coco-metric', action='store_true',
                          help='also COCO AP@[.5:.95], AP50, AP75 through pycocotools')
     scoring.add_argument('--out', default=None, help='output folder (default: <prefix>-eval-<epoch>)')

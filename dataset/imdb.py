@@ -11,6 +11,7 @@ import numpy as np
 from config.defaults import CLASSES_SUFFIX
 from config.errors import UserError
 from core.atomic import atomic_open
+from core.run_dir import read_class_file
 from dataset.lst import OBJECT_WIDTH, format_lst_line
 
 
@@ -129,8 +130,7 @@ def read_class_names(spec):
     tuple of str
     """
     if os.path.isfile(spec):
-        with open(spec) as handle:
-            names = [line.strip() for line in handle if line.strip()]
+        names = list(read_class_file(spec))
     elif ',' in spec or not os.path.splitext(spec)[1]:
         names = [name.strip() for name in spec.split(',') if name.strip()]
     else:

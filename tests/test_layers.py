@@ -78,3 +78,22 @@ def test_entry_scripts_are_thin():
             tree = ast.parse(handle.read())
         sizes[script] = sum(1 for node in tree.body if isinstance(node, ast.FunctionDef))
     assert max(sizes.values()) <= 10, sizes
+
+
+def test_the_project_packages_are_the_ones_imported():
+    """``symbol`` and ``evaluate`` also name a standard-library module (3.9) and a PyPI package: the ones
+    imported here must be this project's."""
+    import evaluate
+    import symbol
+    for package in (evaluate, symbol):
+        assert os.path.dirname(os.path.abspath(package.__file__)).startswith(ROOT), package
+
+
+def test_the_python_running_is_one_the_metadata_names():
+    import sys
+    with open(os.path.join(ROOT, 'pyproject.toml')) as handle:
+        line = next(line for line in handle if line.startswith('requires-python'))
+    low, high = line.split('"')[1].split(',')
+    version = '%d.%d' % sys.version_info[:2]
+    as_tuple = lambda text: tuple(int(part) for part in text.lstrip('<>=').split('.'))   # noqa: E731
+    assert (low, high) == ('>=3.10', '<3.12') and as_tuple(low) <= as_tuple(version) < as_tuple(high)

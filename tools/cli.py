@@ -8,7 +8,6 @@ import argparse
 
 from config.schema import DEFAULTS
 from core.devices import contexts_for
-from core.run_dir import default_prefix
 
 
 def comma_ints(text):
@@ -109,15 +108,16 @@ def input_scaling_from_args(args):
     return tuple(tuple(getattr(args, '%s_%s' % (kind, channel)) for channel in 'rgb') for kind in ('mean', 'std'))
 
 
-def add_eval_args(parser):
-    """``--overlap``, ``--use-difficult`` and ``--voc07/--no-voc07``."""
-    group = parser.add_argument_group('evaluation')
+def add_eval_args(parser, title='evaluation',
+                  voc07_help='11-point VOC07 AP (--no-voc07: area under the precision-recall curve)'):
+    """``--overlap``, ``--use-difficult`` and ``--voc07/--no-voc07`` in a group named ``title``."""
+    group = parser.add_argument_group(title)
     group.add_argument('--overlap', type=float, default=DEFAULTS.eval.overlap,
                        help='IoU at which a detection matches a ground-truth box')
     group.add_argument('--use-difficult', action='store_true', default=DEFAULTS.eval.use_difficult,
                        help='score difficult objects as ordinary ones')
     group.add_argument('--voc07', action=argparse.BooleanOptionalAction, default=DEFAULTS.eval.voc07,
-                       help='11-point VOC07 AP (--no-voc07: area under the precision-recall curve)')
+                       help=voc07_help)
     return group
 
 
@@ -130,19 +130,10 @@ def add_common_args(parser):
     return parser
 
 
-def mean_pixels_from_args(args):
-    """``(mean_r, mean_g, mean_b)``."""
-    return (args.mean_r, args.mean_g, args.mean_b)
 
 
-def std_pixels_from_args(args):
-    """``(std_r, std_g, std_b)``."""
-    return (args.std_r, args.std_g, args.std_b)
 
 
-def prefix_from_args(args):
-    """``--prefix`` as given, else ``model/ssd_<network>_<data_shape>`` (:func:`core.run_dir.default_prefix`)."""
-    return args.prefix if args.prefix else default_prefix(args.network, args.data_shape)
 
 
 def contexts_from_args(args):
