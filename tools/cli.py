@@ -1,6 +1,6 @@
 """Command-line arguments shared by every entry script (train.py, evaluate.py, demo.py, deploy.py, ...).
 
-Each ``add_*_args`` helper adds one group of flags with its defaults from :mod:`config.defaults`; the
+Each ``add_*_args`` helper adds one group of flags with its defaults from ``config.schema.DEFAULTS``; the
 ``*_from_args`` helpers turn parsed flags into the plain values library code takes. MXNet is imported only
 inside the helpers that need it, so scripts can call ``configure_threads()`` first.
 """
