@@ -57,7 +57,7 @@ def add_checkpoint_args(parser, required=True, epoch_help='checkpoint epoch'):
     group.add_argument('--prefix', required=required, default=None,
                        help='checkpoint prefix exactly as train.py saved under (nothing is appended)')
     group.add_argument('--epoch', type=int, required=required, default=None, help=epoch_help)
-    group.add_argument('--network', default=None, help='network name; needed without a -config.json')
+    group.add_argument('--network', default=None, help='network name; needed without a -config.yaml')
     group.add_argument('--data-shape', type=int, default=None, help='square input side (default: the training one)')
     group.add_argument('--num-class', type=int, default=None, help="object classes; must match the checkpoint's")
     group.add_argument('--class-names', default=None,

@@ -20,16 +20,6 @@ import re
 import mxnet as mx
 
 from config.errors import UserError
-from core.checkpoint import (  # noqa: F401
-    available_epochs,
-    checkpoint_num_classes,
-    checkpoint_paths,
-    load_checkpoint_params,
-    load_params_file,
-    read_checkpoint_file,
-    save_params,
-    split_params,
-)
 from symbol import symbol_builder
 
 LOG = logging.getLogger('train')

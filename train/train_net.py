@@ -21,6 +21,8 @@ import numpy as np
 from config.defaults import FP16_LOSS_SCALE, INITIALIZER
 from config.errors import UserError
 from config.schema import from_flat, resolved, to_dict
+from core.checkpoint import checkpoint_num_classes
+from core.checkpoint import read_checkpoint_file as checkpoint_file
 from core.devices import contexts_for
 from core.run_dir import RunDir, default_prefix
 from dataset.imdb import classes_path_for, read_class_names
@@ -144,7 +146,7 @@ def load_pretrained(run, settings, aux_names):
     ``--epoch``) or its ``.params`` file, or a GluonCV ``save_parameters`` file."""
     path = run.pretrained
     if path.endswith('.params') and os.path.isfile(path):
-        checkpoint = params.read_checkpoint_file(path)   # e.g. the model zoo's resnet-50-0000.params
+        checkpoint = checkpoint_file(path)   # e.g. the model zoo's resnet-50-0000.params
         if checkpoint is not None:
             return checkpoint[0], checkpoint[1], [], path
         arg_params, aux_params, unused = params.load_gluoncv_params(path, settings, aux_names)
@@ -185,7 +187,7 @@ def initial_params(config, run_dir, shapes, settings, aux_names):
         arg_params, aux_params = run_dir.read_params(epoch, '--%s' % kind)
         unused, source = [], run_dir.params_path(epoch)
     loaded_shapes = {name: tuple(value.shape) for name, value in dict(arg_params, **aux_params).items()}
-    found = params.checkpoint_num_classes(arg_params, shapes, num_class)
+    found = checkpoint_num_classes(arg_params, shapes, num_class)
     check_checkpoint_classes(kind, found, num_class, num_class)
     changed = found is not None and found != num_class
     reinit = common.is_class_head_param if changed else None
