@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from config import cli, schema
+from config import schema
 from config.errors import UserError, run_cli
 from config.recipes import RECIPES, load_recipe
 from core import devices
 from core.checkpoint import load_checkpoint_params
 from core.run_dir import RunDir
 from symbol import symbol_factory
-from tools import prepare_dataset, synthetic_voc
+from tools import cli, prepare_dataset, synthetic_voc
 from tools.scripts import load_script
 from train import callbacks
 from train.callbacks import Hook, TrainingDiverged
