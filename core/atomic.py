@@ -1,6 +1,7 @@
 """Crash-safe outputs: write under a temporary name, rename into place only when complete.
 
-A killed job leaves at most ``*.tmp-<pid>`` files behind, never a file that looks finished.
+A killed job leaves at most ``.*.tmp-<pid>`` files behind, never a file that looks finished; a power loss
+cannot leave a renamed but empty file (the bytes are fsync'ed before the rename, the directory after).
 """
 import contextlib
 import json
@@ -20,13 +21,40 @@ def _remove_quietly(path):
         pass
 
 
+def fsync_file(path):
+    """Flush ``path``'s bytes to the disk (a rename of an unsynced file can survive a power loss empty)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def fsync_directory(directory):
+    """Flush ``directory``'s entries (the renames into it) to the disk; a no-op where directories cannot be
+    opened (not POSIX)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
 @contextlib.contextmanager
 def atomic_paths(*paths):
-    """Yield temporary paths for ``paths``; on success rename them all into place, on error remove them.
+    """Yield temporary paths for ``paths``; on success put them all into place, on error remove them.
 
-    The renames run in the order given, after every final path has been removed first, so that an
-    interruption between renames leaves an incomplete set (e.g. a ``.rec`` without its ``.idx``), never a
-    new file paired with a stale one. Put the file that marks completion (the ``.idx``) last.
+    Each file is written, fsync'ed, then renamed over its final path (``os.replace``: the old file stays
+    readable until the new one takes its name), and the directories are fsync'ed after the renames. The LAST
+    path is the commit marker of the set (the ``.idx`` of a ``.rec``, the ``.params`` of a checkpoint): when a
+    set of several files is replaced, the old marker is removed first and the new one renamed in last, so an
+    interruption in between leaves a set without its marker (visibly incomplete), never a new file paired with
+    a stale one. No other good file is ever deleted before its replacement is in place.
 
     Parameters
     ----------
@@ -44,14 +72,18 @@ def atomic_paths(*paths):
     temps = [temporary_name(p) for p in finals]
     try:
         yield temps
+        for temp in temps:
+            fsync_file(temp)
     except BaseException:
         for temp in temps:
             _remove_quietly(temp)
         raise
-    for final in reversed(finals):
-        _remove_quietly(final)
+    if len(finals) > 1:
+        _remove_quietly(finals[-1])
     for temp, final in zip(temps, finals):
         os.replace(temp, final)
+    for directory in sorted({os.path.dirname(final) for final in finals}):
+        fsync_directory(directory)
 
 
 @contextlib.contextmanager

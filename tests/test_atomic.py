@@ -40,3 +40,40 @@ def test_write_json_returns_the_path_and_keeps_the_old_file_on_unserialisable_va
     with open(path) as handle:
         assert json.load(handle) == {'a': [1, 2.5]}
     assert os.listdir(tmp_path) == ['r.json']
+
+
+def test_replacing_a_set_keeps_every_other_good_file_until_its_replacement_is_in(tmp_path, monkeypatch):
+    """A checkpoint save replaces the shared -symbol.json: killed between renames, the old symbol must still be
+    there (it used to be deleted first), and only the commit marker (last path) may be missing."""
+    symbol, params = tmp_path / 'm-symbol.json', tmp_path / 'm-0001.params'
+    symbol.write_text('old graph')
+    params.write_text('old weights')
+    renames = []
+
+    def replace_then_die(source, target):
+        renames.append(target)
+        if len(renames) == 2:                    # after the symbol, before the marker: the process dies
+            raise KeyboardInterrupt
+        os.rename(source, target)
+
+    monkeypatch.setattr(os, 'replace', replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_paths(str(symbol), str(params)) as (symbol_temp, params_temp):
+            for temp, text in ((symbol_temp, 'new graph'), (params_temp, 'new weights')):
+                with open(temp, 'w') as handle:
+                    handle.write(text)
+    assert symbol.read_text() == 'new graph'     # replaced in one step, never absent
+    assert not params.exists()                    # the marker: the set is visibly incomplete
+
+
+def test_every_file_is_synced_before_it_is_renamed(tmp_path, monkeypatch):
+    synced, renamed = [], []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, 'fsync', lambda fd: (synced.append(os.readlink('/proc/self/fd/%d' % fd)),
+                                                 real_fsync(fd))[1])
+    monkeypatch.setattr(os, 'replace', lambda a, b: (renamed.append((a, set(synced))), real_replace(a, b))[1])
+    with atomic_open(str(tmp_path / 'x.txt')) as handle:
+        handle.write('data')
+    (temp, synced_before), = renamed
+    assert temp in synced_before                  # the temporary's bytes were on disk before the rename
+    assert str(tmp_path) in synced                # and the directory after it
