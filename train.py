@@ -64,6 +64,9 @@ def build_parser():
                        help='fine-tune from this epoch of --prefix (class heads reset when the classes change)')
     start.add_argument('--overwrite', action='store_true', default=DEFAULTS.run.overwrite,
                        help='let this run replace checkpoints an earlier run saved under --prefix')
+    start.add_argument('--trust-pickled-states', action='store_true', default=DEFAULTS.run.trust_pickled_states,
+                       help="--resume may read an optimizer state in MXNet's pickle format (older checkpoints, "
+                            "MXNet's example): unpickling runs any code the file carries")
     start.add_argument('--freeze', default=DEFAULTS.solver.freeze,
                        help="regular expression of loaded parameters kept fixed ('' for none)")
     add_optimization_args(parser)

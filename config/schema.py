@@ -87,6 +87,7 @@ class RunConfig:
     pretrained: str = key('model/vgg16_reduced', "MXNet checkpoint prefix or .params file; '': from scratch")
     pretrained_epoch: int = key(1, 'epoch of the pretrained MXNet checkpoint')
     overwrite: bool = key(False, 'let this run replace checkpoints an earlier run left under prefix')
+    trust_pickled_states: bool = key(False, "read MXNet's pickled .states on resume (unpickling can run code)")
     log: str = key('train.log', "log file ('' for none)")
     frequent: int = key(20, 'a plain log line every this many batches')
     monitor: int = key(0, 'print mx.mon.Monitor statistics every N batches; 0: off')
@@ -134,6 +135,7 @@ FLAG_KEYS = {
     'kv_store': 'solver.kv_store', 'amp': 'solver.amp', 'loss_scale': 'solver.loss_scale',
     'prefix': 'run.prefix', 'gpus': 'run.gpus', 'resume': 'run.resume', 'finetune': 'run.finetune',
     'pretrained': 'run.pretrained', 'epoch': 'run.pretrained_epoch', 'overwrite': 'run.overwrite',
+    'trust_pickled_states': 'run.trust_pickled_states',
     'log': 'run.log', 'frequent': 'run.frequent', 'monitor': 'run.monitor', 'pattern': 'run.monitor_pattern',
     'seed': 'run.seed', 'recipe': 'run.recipe',
     'overlap': 'eval.overlap', 'use_difficult': 'eval.use_difficult', 'voc07': 'eval.voc07',

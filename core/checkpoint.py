@@ -114,3 +114,99 @@ def checkpoint_num_classes(arg_params, shapes, num_classes):
                 anchors = shape[0] // (num_classes + 1)
             return arg_params[name].shape[0] // anchors - 1
     return None
+
+
+# ------------------------------------------------------------------------------------------ optimizer state
+# MXNet's own ``.states`` file is a pickle (``Updater.get_states``), and unpickling runs whatever code a file
+# carries. This project writes the same state as an NDArray file, which holds only arrays: key
+# ``'<index>/<position>of<count>'`` for each array of a parameter's state (``count`` 1 for a lone array, more
+# for a tuple such as Adam's mean and variance), ``'<index>/none'`` (a 0-size array) for a state of None.
+STATE_KEY = re.compile(r'^(\d+)/(?:(\d+)of(\d+)|none)$')
+
+
+def module_updater(module):
+    """The ``mx.optimizer.Updater`` that holds ``module``'s optimizer state (on the kvstore when it updates)."""
+    if getattr(module, '_update_on_kvstore', False):
+        return module._kvstore._updater    # Module and KVStore keep it private; the state is read only here
+    return module._updater
+
+
+def state_arrays(states):
+    """``{key: NDArray}`` for ``Updater.states`` (``{index: None | NDArray | tuple of NDArray}``)."""
+    import mxnet as mx
+    arrays = {}
+    for index, state in states.items():
+        if state is None:
+            arrays['%d/none' % index] = mx.nd.zeros((0,))
+            continue
+        parts = list(state) if isinstance(state, (tuple, list)) else [state]
+        for position, array in enumerate(parts):
+            arrays['%d/%dof%d' % (index, position, len(parts) if isinstance(state, (tuple, list)) else 0)] = array
+    return arrays
+
+
+def states_from_arrays(arrays):
+    """The inverse of :func:`state_arrays`; None when a key does not follow the format."""
+    grouped = {}
+    for key, array in arrays.items():
+        match = STATE_KEY.match(key)
+        if not match:
+            return None
+        index = int(match.group(1))
+        if match.group(2) is None:
+            grouped[index] = None
+        else:
+            grouped.setdefault(index, {})[int(match.group(2))] = (int(match.group(3)), array)
+    states = {}
+    for index, parts in grouped.items():
+        if parts is None:
+            states[index] = None
+        elif next(iter(parts.values()))[0] == 0:           # a lone array
+            states[index] = parts[0][1]
+        else:
+            states[index] = tuple(parts[position][1] for position in sorted(parts))
+    return states
+
+
+def save_optimizer_states(module, path):
+    """``module``'s optimizer state as an NDArray file (no pickle): see :data:`STATE_KEY`."""
+    import mxnet as mx  # imported on use: entry scripts set OMP_NUM_THREADS first
+    mx.nd.save(path, state_arrays(module_updater(module).states))
+
+
+def load_optimizer_states(module, path, flag, trust_pickled=False):
+    """Restore the state :func:`save_optimizer_states` wrote; an MXNet pickle only with ``trust_pickled``.
+
+    Raises
+    ------
+    UserError
+        A pickled file without ``trust_pickled`` (unpickling runs the code a file carries), or a file that is
+        neither format.
+    """
+    import mxnet as mx  # imported on use: entry scripts set OMP_NUM_THREADS first
+    try:
+        arrays = mx.nd.load(path)
+    except mx.base.MXNetError:
+        arrays = None
+    states = states_from_arrays(arrays) if isinstance(arrays, dict) else None
+    if states is not None:
+        updater = module_updater(module)
+        updater.states = states
+        updater.states_synced = dict.fromkeys(states, False)
+        return 'arrays'
+    if not is_pickle(path):
+        raise UserError('%s: %s is not an optimizer state file (truncated?); use --finetune to start from the '
+                        'weights with a fresh optimizer' % (flag, path))
+    if not trust_pickled:
+        raise UserError('%s: %s is a pickled optimizer state (MXNet\'s own format), and unpickling runs any code '
+                        'the file carries; pass --trust-pickled-states if you trust where it came from, or use '
+                        '--finetune to start with a fresh optimizer' % (flag, path))
+    module.load_optimizer_states(path)
+    return 'pickle'
+
+
+def is_pickle(path):
+    """Whether ``path`` starts like a pickle (protocol 2 or later: byte 0x80, then the protocol number)."""
+    with open(path, 'rb') as handle:
+        head = handle.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5

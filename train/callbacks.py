@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from config.errors import UserError
+from core.checkpoint import save_optimizer_states
 from evaluate import runner
 from train.curves import plot_training_curves
 
@@ -221,8 +222,9 @@ class Checkpointer(Hook):
     def after_epoch(self, state):
         mx.nd.waitall()   # the last batch's BatchNorm running-statistic updates may still be in flight
         arg_params, aux_params = state.module.get_params()
-        state.last_checkpoint = self.run.save_checkpoint(state.epoch + 1, self.symbol, arg_params, aux_params,
-                                                         write_states=state.module.save_optimizer_states)
+        state.last_checkpoint = self.run.save_checkpoint(
+            state.epoch + 1, self.symbol, arg_params, aux_params,
+            write_states=lambda path: save_optimizer_states(state.module, path))
         LOG.info('Epoch[%d] saved %s', state.epoch + 1, state.last_checkpoint)
 
 

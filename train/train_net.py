@@ -21,7 +21,7 @@ import numpy as np
 from config.defaults import FP16_LOSS_SCALE, INITIALIZER
 from config.errors import UserError
 from config.schema import from_flat, resolved, to_dict
-from core.checkpoint import checkpoint_num_classes
+from core.checkpoint import checkpoint_num_classes, load_optimizer_states
 from core.checkpoint import read_checkpoint_file as checkpoint_file
 from core.devices import contexts_for
 from core.run_dir import RunDir, default_prefix
@@ -272,8 +272,9 @@ def init_optimizer(module, config, run_dir, iters, num_devices):
             raise UserError('--resume %d: %s is missing, so the optimizer state cannot be restored; use --finetune '
                             '%d to start from the weights with a fresh optimizer'
                             % (config.run.resume, states, config.run.resume))
-        module.load_optimizer_states(states)
-        LOG.info('optimizer state restored from %s', states)
+        kind = load_optimizer_states(module, states, '--resume %d' % config.run.resume,
+                                     config.run.trust_pickled_states)
+        LOG.info('optimizer state restored from %s%s', states, ' (a trusted pickle)' if kind == 'pickle' else '')
     LOG.info('LR %.6g, steps at updates %s (epochs %s x %d iterations), warm-up %d updates, starting at update %d',
              solver.lr, schedule.step_updates(solver.lr_steps, iters), list(solver.lr_steps), iters,
              int(round(solver.warmup_epochs * iters)), begin_epoch * iters)
