@@ -58,8 +58,10 @@ def build_parser():
                        help="MXNet checkpoint prefix (with --epoch) or GluonCV .params file; '' from scratch")
     start.add_argument('--epoch', type=int, default=DEFAULTS.run.pretrained_epoch,
                        help='epoch of the pretrained checkpoint')
-    start.add_argument('--resume', type=int, default=DEFAULTS.run.resume,
-                       help='resume from this epoch of --prefix: weights, optimizer state, LR position')
+    start.add_argument('--resume', default=DEFAULTS.run.resume,
+                       help="resume from this epoch of --prefix (weights, optimizer state, LR position, hooks), or "
+                            "'last' / 'auto': the newest complete checkpoint, mid-epoch ones included ('auto' starts "
+                            'from scratch when there is none)')
     start.add_argument('--finetune', type=int, default=DEFAULTS.run.finetune,
                        help='fine-tune from this epoch of --prefix (class heads reset when the classes change)')
     start.add_argument('--overwrite', action='store_true', default=DEFAULTS.run.overwrite,

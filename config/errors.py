@@ -26,7 +26,7 @@ def run_cli(main, *args):
         return main(*args)
     except UserError as err:
         print('error: %s' % ' '.join(str(err).split()), file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(err, 'exit_status', 2))
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         sys.exit(130)

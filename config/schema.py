@@ -82,7 +82,8 @@ class SolverConfig:
 class RunConfig:
     prefix: Optional[str] = key(None, 'checkpoint prefix; None: model/ssd_<network>_<data_shape>')
     gpus: Optional[str] = key(None, "GPU ids '0,1'; '': CPU; None: every visible GPU, else the CPU")
-    resume: int = key(-1, 'epoch of prefix to resume from (weights, optimizer, hooks); -1: none')
+    resume: str = key('', "epoch of prefix to resume from; 'last'/'auto': newest checkpoint, mid-epoch too; '': none")
+    resume_batch: int = key(0, 'batches of the next epoch the resumed (mid-epoch) checkpoint had done')
     finetune: int = key(-1, 'epoch of prefix to fine-tune from (heads reset on new classes); -1: none')
     pretrained: str = key('model/vgg16_reduced', "MXNet checkpoint prefix or .params file; '': from scratch")
     pretrained_epoch: int = key(1, 'epoch of the pretrained MXNet checkpoint')
@@ -326,10 +327,29 @@ def check_config(config):
         if OmegaConf.select(config, dotted) not in allowed:
             raise UserError('%s %r: choose one of %s' % (flag_words(dotted), OmegaConf.select(config, dotted),
                                                            ', '.join(allowed)))
-    if run.resume > 0 and run.finetune > 0:
-        raise UserError('--resume %d and --finetune %d: give one of them' % (run.resume, run.finetune))
+    if resume_request(run.resume) == 'bad':
+        raise UserError("--resume %r: give an epoch number, 'last' or 'auto' (newest complete checkpoint; 'auto' "
+                        'starts from scratch when there is none)' % run.resume)
+    if resume_request(run.resume) is not None and run.finetune > 0:
+        raise UserError('--resume %s and --finetune %d: give one of them' % (run.resume, run.finetune))
     if list(solver.lr_steps) != sorted(set(solver.lr_steps)):
         raise UserError('--lr-steps %s must be increasing epochs' % ','.join(map(str, solver.lr_steps)))
+
+
+RESUME_NEWEST = ('last', 'auto')
+
+
+def resume_request(value):
+    """What ``run.resume`` asks for: None (no resume: '' or an epoch <= 0, as MXNet's example's -1), an epoch
+    number, 'last' / 'auto', or 'bad'."""
+    text = str(value).strip().lower()
+    if text in RESUME_NEWEST:
+        return text
+    try:
+        epoch = int(text) if text else 0
+    except ValueError:
+        return 'bad'
+    return epoch if epoch > 0 else None
 
 
 def flag_words(dotted):

@@ -6,6 +6,7 @@
     <prefix>-%04d.params          weights of an epoch (``arg:`` / ``aux:`` keys)
     <prefix>-%04d.states          optimizer state of an epoch
     <prefix>-%04d.trainer.json    the trainer's state at that epoch: counters, every hook's state, frozen names
+    <prefix>-%04d.%05d.*          a mid-epoch checkpoint (SIGINT/SIGTERM): epochs done, batches of the next
     <prefix>-config.yaml          the run's configuration, every value explicit (``--config-file`` repeats it)
     <prefix>-config.json          the same of runs before the YAML schema (read, never written)
     <prefix>.classes              class names, one per line
@@ -19,6 +20,7 @@ features add their names here: rank-0-only writes, EMA checkpoints, TensorBoard 
 import glob
 import json
 import os
+import re
 
 from omegaconf import OmegaConf
 
@@ -62,14 +64,18 @@ class RunDir:
     def symbol_path(self):
         return self.prefix + '-symbol.json'
 
-    def params_path(self, epoch):
-        return '%s-%04d.params' % (self.prefix, epoch)
+    def position_tag(self, epoch, batch=0):
+        """``<prefix>-0002`` after 2 epochs, ``<prefix>-0002.00042`` 42 batches into the third."""
+        return '%s-%04d' % (self.prefix, epoch) + ('.%05d' % batch if batch else '')
 
-    def states_path(self, epoch):
-        return '%s-%04d.states' % (self.prefix, epoch)
+    def params_path(self, epoch, batch=0):
+        return self.position_tag(epoch, batch) + '.params'
 
-    def trainer_state_path(self, epoch):
-        return '%s-%04d.trainer.json' % (self.prefix, epoch)
+    def states_path(self, epoch, batch=0):
+        return self.position_tag(epoch, batch) + '.states'
+
+    def trainer_state_path(self, epoch, batch=0):
+        return self.position_tag(epoch, batch) + '.trainer.json'
 
     @property
     def config_path(self):
@@ -105,6 +111,18 @@ class RunDir:
         """Epochs with a ``.params`` file, ascending."""
         return checkpoint.available_epochs(self.prefix)
 
+    def mid_epoch_positions(self):
+        """``[(epochs done, batches of the next)]`` of the mid-epoch checkpoints saved, ascending."""
+        pattern = re.compile(re.escape(os.path.basename(self.prefix)) + r'-(\d{4})\.(\d{5})\.params$')
+        found = (pattern.match(os.path.basename(path)) for path in glob.glob(glob.escape(self.prefix) + '-*.params'))
+        return sorted((int(match.group(1)), int(match.group(2))) for match in found if match)
+
+    def newest_position(self):
+        """``(epoch, batch)`` of the newest complete checkpoint (a ``.params`` is its set's last file, so its
+        presence means the set is complete), mid-epoch ones included; None when there is none."""
+        positions = [(epoch, 0) for epoch in self.epochs()] + self.mid_epoch_positions()
+        return max(positions) if positions else None
+
     def has_checkpoint(self):
         """Whether the symbol or any epoch's parameters exist."""
         return os.path.isfile(self.symbol_path) or bool(self.epochs())
@@ -115,9 +133,10 @@ class RunDir:
         return '%s does not exist; %s' % (self.params_path(epoch), 'epochs saved under this prefix: %s' % ', '.join(
             map(str, epochs)) if epochs else 'no checkpoint is saved under --prefix %s' % self.prefix)
 
-    def read_params(self, epoch, flag=None):
-        """``(arg_params, aux_params)`` of epoch ``epoch``; a missing one lists those saved (``flag`` named)."""
-        path = self.params_path(epoch)
+    def read_params(self, epoch, flag=None, batch=0):
+        """``(arg_params, aux_params)`` of epoch ``epoch`` (``batch`` > 0: a mid-epoch checkpoint); a missing one
+        lists those saved (``flag`` named)."""
+        path = self.params_path(epoch, batch)
         lead = flag + ': ' if flag else ''
         if not os.path.isfile(path):
             raise UserError(lead + self.missing_epoch_words(epoch))
@@ -131,16 +150,50 @@ class RunDir:
         except mx.base.MXNetError:
             raise UserError('%s is not an MXNet graph file (truncated?)' % self.symbol_path) from None
 
-    def save_checkpoint(self, epoch, symbol, arg_params, aux_params, write_states=None):
-        """Symbol, optimizer states (``write_states(path)``) and parameters of ``epoch``, each written under a
-        temporary name and renamed, the ``.params`` last. Returns the ``.params`` path."""
-        paths = [self.symbol_path] + ([self.states_path(epoch)] if write_states else []) + [self.params_path(epoch)]
-        with atomic_paths(*paths) as temporary:
-            symbol.save(temporary[0])
-            if write_states:
-                write_states(temporary[1])
-            checkpoint.save_params(temporary[-1], arg_params, aux_params)
-        return self.params_path(epoch)
+    def save_checkpoint(self, epoch, symbol, arg_params, aux_params, write_states=None, trainer_state=None,
+                        batch=0):
+        """One checkpoint set, committed by its ``.params``: symbol, optimizer states (``write_states(path)``),
+        trainer state (JSON values) and parameters, each written, fsync'ed and renamed, the ``.params`` last
+        (core/atomic.py). ``batch`` > 0 names a mid-epoch checkpoint. Returns the ``.params`` path.
+
+        Raises
+        ------
+        UserError
+            The disk is full or a file size limit is hit: the earlier checkpoints stay as they were, and no
+            partial file is left under a real name.
+        """
+        import mxnet as mx
+        paths = [self.symbol_path] + ([self.states_path(epoch, batch)] if write_states else []) + (
+            [self.trainer_state_path(epoch, batch)] if trainer_state is not None else []) + [
+            self.params_path(epoch, batch)]
+        try:
+            with atomic_paths(*paths) as temporary:
+                symbol.save(temporary[0])
+                if write_states:
+                    write_states(temporary[1])
+                if trainer_state is not None:
+                    with open(temporary[-2], 'w') as handle:
+                        json.dump(trainer_state, handle, indent=1)
+                checkpoint.save_params(temporary[-1], arg_params, aux_params)
+                check_readable(temporary[1:2] if write_states else [], temporary[-1])
+        except (OSError, mx.base.MXNetError) as err:
+            raise UserError(write_failure_words(self.params_path(epoch, batch), err, self.newest_position_words())) \
+                from None
+        return self.params_path(epoch, batch)
+
+    def newest_position_words(self):
+        """The newest complete checkpoint in words, for messages."""
+        newest = self.newest_position()
+        return self.params_path(*newest) if newest else 'none was saved yet'
+
+    def remove_mid_epoch_before(self, epoch):
+        """Remove the mid-epoch checkpoints that epoch ``epoch``'s full checkpoint supersedes."""
+        for done, batch in self.mid_epoch_positions():
+            if done < epoch:
+                for path in (self.trainer_state_path(done, batch), self.states_path(done, batch),
+                             self.params_path(done, batch)):
+                    if os.path.isfile(path):
+                        os.remove(path)
 
     def save_deploy_graph(self, epoch, symbol, arg_params, aux_params, config, class_names, note):
         """A deploy checkpoint: classes, configuration (``note`` as its header comment), symbol, parameters."""
@@ -194,19 +247,51 @@ class RunDir:
     def write_best(self, record):
         write_json(self.best_path, record, indent=2)
 
-    def read_trainer_state(self, epoch):
-        """The trainer's state saved with epoch ``epoch``, or None (checkpoints of older runs have none)."""
-        return read_json_file(self.trainer_state_path(epoch), 'remove it to resume without the hook state')
+    def read_trainer_state(self, epoch, batch=0):
+        """The trainer's state saved with a checkpoint, or None (checkpoints of older runs have none)."""
+        return read_json_file(self.trainer_state_path(epoch, batch), 'remove it to resume without the hook state')
 
     def write_trainer_state(self, epoch, state):
         write_json(self.trainer_state_path(epoch), state, indent=1)
 
-    def frozen_params(self, epoch):
-        """The parameters epoch ``epoch`` was trained with fixed, or None when no record says."""
-        state = self.read_trainer_state(epoch) or {}
+    def frozen_params(self, epoch, batch=0):
+        """The parameters a checkpoint was trained with fixed, or None when no record says."""
+        state = self.read_trainer_state(epoch, batch) or {}
         if 'frozen_params' in state:
             return state['frozen_params']
         return (self.read_legacy_config() or {}).get('frozen_params')
+
+
+def check_readable(state_files, params_file):
+    """Read the written arrays back before they are renamed in: MXNet's writer can report success for a file
+    the disk did not take whole (a full disk or a size limit hit when its buffer is flushed at close).
+
+    Raises
+    ------
+    OSError
+        ``EIO`` with the file's name when a file does not read back whole.
+    """
+    import mxnet as mx
+    for path in list(state_files) + [params_file]:
+        try:
+            mx.nd.load(path)
+        except mx.base.MXNetError:
+            raise OSError(5, 'the file did not read back whole (truncated write)', path) from None
+
+
+DISK_ERRORS = {28: 'the disk is full', 27: 'a file size limit was hit', 122: 'the disk quota is used up'}
+
+
+def write_failure_words(path, err, newest):
+    """One line for a checkpoint that could not be written: why, what is intact, what to do."""
+    reason = DISK_ERRORS.get(getattr(err, 'errno', None))
+    if reason is None:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip() and 'Traceback' not in line]
+        text = (lines or [type(err).__name__])[-1]
+        reason = ('the disk is full or a file size limit was hit' if any(word in text.lower() for word in (
+            'write', 'incomplete', 'truncated')) else text[:200])
+    return ('could not write %s: %s; the newest complete checkpoint is %s, unchanged; free space, then continue '
+            'with --resume last' % (path, reason, newest))
 
 
 def write_names(path, names):

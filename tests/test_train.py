@@ -83,6 +83,8 @@ def changed_value(action, default):
         return [flag, '3,5']
     if action.dest == 'class_names':
         return [flag, 'a,b']
+    if action.dest == 'resume':
+        return [flag, '3']
     return [flag, 'value_of_' + action.dest]
 
 

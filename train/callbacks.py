@@ -7,11 +7,11 @@ Every hook derives from :class:`Hook` and overrides what it needs: ``before_trai
 
 1. :class:`StopOnNonFinite` (after batch) before anything logs or saves a NaN;
 2. :class:`LearningRateLog`, :class:`ProgressBar` and :class:`BatchLogger` (after batch);
-3. :class:`Checkpointer` (after epoch) before :class:`Validator`, so a failing validation keeps the epoch;
-4. :class:`Validator`, then :class:`KeepBest`, which reads the validation result;
-5. :class:`History` (after epoch), so each epoch's record holds its validation values;
-6. :class:`CurvePlotter` (after epoch): it draws the history;
-7. :class:`StateSaver`, last: the trainer's and every hook's state of the finished epoch.
+3. :class:`Validator`, then :class:`KeepBest`, which reads the validation result;
+4. :class:`History` (after epoch), so each epoch's record holds its validation values;
+5. :class:`CurvePlotter` (after epoch): it draws the history;
+6. the user's hooks, then :class:`Checkpointer`, last: weights, optimizer and every hook's state of the
+   finished epoch go into one checkpoint set (core/run_dir.py), committed by its ``.params``.
 """
 import logging
 import math
@@ -31,6 +31,14 @@ LOG = logging.getLogger('train')
 
 class TrainingDiverged(UserError):
     """A loss became NaN or infinite; training stopped."""
+
+
+class TrainingInterrupted(UserError):
+    """SIGINT or SIGTERM: the batch in progress was finished and saved; ``exit_status`` is 128 + the signal."""
+
+    def __init__(self, message, exit_status):
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 class TrainState:
@@ -214,18 +222,30 @@ class LoggedMonitor(mx.mon.Monitor):
 
 
 class Checkpointer(Hook):
-    """Saves a checkpoint (weights, optimizer states, float32 symbol) after every epoch, through the run dir."""
+    """Saves a checkpoint after every epoch, through the run dir: float32 symbol, optimizer state, the trainer's
+    state (``trainer_state(epochs_done, batches_done)``: every hook's, so it runs last) and the weights, as one
+    set committed by its ``.params``. :meth:`save_interrupted` saves the same mid-epoch."""
 
-    def __init__(self, symbol, run):
-        self.symbol, self.run = symbol, run
+    def __init__(self, symbol, run, trainer_state):
+        self.symbol, self.run, self.trainer_state = symbol, run, trainer_state
 
-    def after_epoch(self, state):
+    def save(self, state, epochs_done, batches_done=0):
         mx.nd.waitall()   # the last batch's BatchNorm running-statistic updates may still be in flight
         arg_params, aux_params = state.module.get_params()
         state.last_checkpoint = self.run.save_checkpoint(
-            state.epoch + 1, self.symbol, arg_params, aux_params,
-            write_states=lambda path: save_optimizer_states(state.module, path))
+            epochs_done, self.symbol, arg_params, aux_params,
+            write_states=lambda path: save_optimizer_states(state.module, path),
+            trainer_state=self.trainer_state(epochs_done, batches_done), batch=batches_done)
+        return state.last_checkpoint
+
+    def after_epoch(self, state):
+        self.save(state, state.epoch + 1)
+        self.run.remove_mid_epoch_before(state.epoch + 1)
         LOG.info('Epoch[%d] saved %s', state.epoch + 1, state.last_checkpoint)
+
+    def save_interrupted(self, state):
+        """The mid-epoch checkpoint after batch ``state.batch`` of epoch ``state.epoch``; returns its path."""
+        return self.save(state, state.epoch, state.batch + 1)
 
 
 class Validator(Hook):
@@ -272,7 +292,7 @@ class KeepBest(Hook):
         if np.isnan(value) or value <= self.best.get('mAP', -1.0):
             return
         self.best = {'epoch': state.epoch + 1, 'mAP': value, 'metric': self.metric_name,
-                     'params': state.last_checkpoint, 'ap_per_class': state.validation}
+                     'params': self.run.params_path(state.epoch + 1), 'ap_per_class': state.validation}
         self.run.write_best(self.best)
         LOG.info('Epoch[%d] best %s so far: %.4f, recorded in %s', state.epoch + 1, self.metric_name, value,
                  self.run.best_path)
@@ -322,16 +342,6 @@ class CurvePlotter(Hook):
         if not self.announced:
             LOG.info('training curves: %s (redrawn every epoch)', self.path)
             self.announced = True
-
-
-class StateSaver(Hook):
-    """Writes ``<prefix>-%04d.trainer.json`` (the trainer's ``state_dict``) after the epoch's other hooks."""
-
-    def __init__(self, run, trainer_state):
-        self.run, self.trainer_state = run, trainer_state
-
-    def after_epoch(self, state):
-        self.run.write_trainer_state(state.epoch + 1, self.trainer_state())
 
 
 class TqdmLogHandler(logging.StreamHandler):

@@ -20,7 +20,7 @@ import numpy as np
 
 from config.defaults import FP16_LOSS_SCALE, INITIALIZER
 from config.errors import UserError
-from config.schema import from_flat, resolved, to_dict
+from config.schema import RESUME_NEWEST, from_flat, resolved, resume_request, to_dict
 from core.checkpoint import checkpoint_num_classes, load_optimizer_states
 from core.checkpoint import read_checkpoint_file as checkpoint_file
 from core.devices import contexts_for
@@ -125,9 +125,11 @@ def network_overrides(model):
 
 
 def starting_point(run):
-    """Which weights to start from: ``(kind, epoch)``, kind in resume/finetune/pretrained/scratch."""
-    if run.resume > 0:
-        return 'resume', run.resume
+    """Which weights to start from: ``(kind, epoch)``, kind in resume/finetune/pretrained/scratch (``run.resume``
+    resolved: an epoch, with ``run.resume_batch`` batches of the next one for a mid-epoch checkpoint)."""
+    requested = resume_request(run.resume)
+    if isinstance(requested, int) or run.resume_batch > 0:
+        return 'resume', int(run.resume or 0)
     if run.finetune > 0:
         return 'finetune', run.finetune
     if run.pretrained:
@@ -184,8 +186,9 @@ def initial_params(config, run_dir, shapes, settings, aux_names):
     if kind == 'pretrained':
         arg_params, aux_params, unused, source = load_pretrained(config.run, settings, aux_names)
     else:
-        arg_params, aux_params = run_dir.read_params(epoch, '--%s' % kind)
-        unused, source = [], run_dir.params_path(epoch)
+        batch = config.run.resume_batch if kind == 'resume' else 0
+        arg_params, aux_params = run_dir.read_params(epoch, '--%s' % kind, batch)
+        unused, source = [], run_dir.params_path(epoch, batch)
     loaded_shapes = {name: tuple(value.shape) for name, value in dict(arg_params, **aux_params).items()}
     found = checkpoint_num_classes(arg_params, shapes, num_class)
     check_checkpoint_classes(kind, found, num_class, num_class)
@@ -245,9 +248,11 @@ def freeze_names(config, run_dir, symbol, loaded):
     """
     kind, epoch = starting_point(config.run)
     pattern = config.solver.freeze
-    earlier = run_dir.frozen_params(epoch) if kind == 'resume' else None
+    batch = config.run.resume_batch
+    earlier = run_dir.frozen_params(epoch, batch) if kind == 'resume' else None
     if earlier is not None:
-        LOG.info('frozen as in the resumed run (%s): %d parameters', run_dir.trainer_state_path(epoch), len(earlier))
+        LOG.info('frozen as in the resumed run (%s): %d parameters', run_dir.trainer_state_path(epoch, batch),
+                 len(earlier))
         return list(earlier)
     if kind == 'scratch':
         if pattern:
@@ -261,30 +266,29 @@ def freeze_names(config, run_dir, symbol, loaded):
 def init_optimizer(module, config, run_dir, iters, num_devices):
     """Optimizer with the LR schedule positioned at the first epoch; optimizer states restored on resume."""
     solver = config.solver
-    begin_epoch = begin_epoch_of(config)
+    begin_update = begin_epoch_of(config) * iters + config.run.resume_batch
     scheduler = schedule.make_lr_scheduler(solver.lr, solver.lr_steps, solver.lr_factor, iters, solver.warmup_epochs)
     settings = schedule.optimizer_params(solver.optimizer, solver.lr, solver.momentum, solver.wd, scheduler,
-                                         num_devices, begin_epoch * iters, solver.loss_scale)
+                                         num_devices, begin_update, solver.loss_scale)
     module.init_optimizer(kvstore=solver.kv_store, optimizer=solver.optimizer, optimizer_params=settings)
-    if config.run.resume > 0:
-        states = run_dir.states_path(config.run.resume)
+    kind, epoch = starting_point(config.run)
+    if kind == 'resume':
+        states = run_dir.states_path(epoch, config.run.resume_batch)
         if not os.path.isfile(states):
             raise UserError('--resume %d: %s is missing, so the optimizer state cannot be restored; use --finetune '
-                            '%d to start from the weights with a fresh optimizer'
-                            % (config.run.resume, states, config.run.resume))
-        kind = load_optimizer_states(module, states, '--resume %d' % config.run.resume,
-                                     config.run.trust_pickled_states)
+                            '%d to start from the weights with a fresh optimizer' % (epoch, states, epoch))
+        kind = load_optimizer_states(module, states, '--resume %d' % epoch, config.run.trust_pickled_states)
         LOG.info('optimizer state restored from %s%s', states, ' (a trusted pickle)' if kind == 'pickle' else '')
     LOG.info('LR %.6g, steps at updates %s (epochs %s x %d iterations), warm-up %d updates, starting at update %d',
              solver.lr, schedule.step_updates(solver.lr_steps, iters), list(solver.lr_steps), iters,
-             int(round(solver.warmup_epochs * iters)), begin_epoch * iters)
+             int(round(solver.warmup_epochs * iters)), begin_update)
 
 
 def build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks=()):
-    """The hooks in the order the module docstring of :mod:`train.callbacks` explains (the state saver is
-    added by :func:`run`, last)."""
+    """The hooks in the order the module docstring of :mod:`train.callbacks` explains (the checkpointer is
+    added by :func:`run`, last, after the user's hooks, so that every hook's state goes into the checkpoint)."""
     hooks = [callbacks.StopOnNonFinite(), callbacks.LearningRateLog(), callbacks.ProgressBar(),
-             callbacks.BatchLogger(config.run.frequent), callbacks.Checkpointer(symbol, run_dir)]
+             callbacks.BatchLogger(config.run.frequent)]
     metric = validation_metric(config)
     if val_iter is not None:
         hooks.append(callbacks.Validator(val_iter, metric, config.eval.val_interval, config.solver.end_epoch,
@@ -356,6 +360,7 @@ def resolve_config(config, contexts):
     names = resolve_classes(config.data.train_path, config.data.num_class, config.data.class_names)
     model = config.model
     gpus = ','.join(str(ctx.device_id) for ctx in contexts if ctx.device_type == 'gpu')
+    prefix = config.run.prefix or default_prefix(model.network, model.data_shape)
     values = {
         'data.class_names': list(names), 'data.num_class': len(names),
         'data.label_width': needed_label_width(config.data),
@@ -363,11 +368,33 @@ def resolve_config(config, contexts):
         'model.force_suppress': (multibox.NMS['force_suppress'] if model.force_suppress is None
                                  else model.force_suppress),
         'model.anchor_overlap': multibox.OVERLAP_THRESHOLD if model.anchor_overlap is None else model.anchor_overlap,
-        'run.prefix': config.run.prefix or default_prefix(model.network, model.data_shape),
+        'run.prefix': prefix,
         'run.gpus': gpus,
         'solver.loss_scale': amp.effective_loss_scale(config.solver.amp, config.solver.loss_scale, FP16_LOSS_SCALE),
     }
+    values.update(resume_position(config.run, RunDir(prefix)))
     return resolved(config, values)
+
+
+def resume_position(run, run_dir):
+    """``run.resume`` / ``run.resume_batch`` resolved: 'last' and 'auto' become the newest complete checkpoint
+    (mid-epoch ones included), '' when there is none and 'auto' was asked.
+
+    Raises
+    ------
+    UserError
+        ``--resume last`` without any complete checkpoint under the prefix.
+    """
+    requested = resume_request(run.resume)
+    if requested not in RESUME_NEWEST:
+        return {'run.resume': str(requested) if requested else '', 'run.resume_batch': 0}
+    newest = run_dir.newest_position()
+    if newest is None:
+        if requested == 'last':
+            raise UserError('--resume last: no complete checkpoint under --prefix %s; start without --resume, or use '
+                            '--resume auto (from scratch when there is none)' % run_dir.prefix)
+        return {'run.resume': '', 'run.resume_batch': 0}
+    return {'run.resume': str(newest[0]), 'run.resume_batch': newest[1]}
 
 
 def prepare(config):
@@ -457,16 +484,24 @@ def train_net(config=None, hooks=(), batch_end_callbacks=(), epoch_end_callbacks
 
 
 def restore_trainer_state(trainer, config, run_dir):
-    """On ``--resume``, the hooks' state saved with the resumed epoch (history, best epoch, LR position)."""
-    if config.run.resume <= 0:
+    """On ``--resume``, the hooks' state saved with the resumed checkpoint (history, best epoch, LR position)."""
+    kind, epoch = starting_point(config.run)
+    if kind != 'resume':
         return
-    saved = run_dir.read_trainer_state(config.run.resume)
+    saved = run_dir.read_trainer_state(epoch, config.run.resume_batch)
     if saved is None:
         best = run_dir.read_best()     # checkpoints of runs before the trainer state kept only the best epoch
         saved = {'hooks': {'KeepBest': best}} if best else {}
-        LOG.info('%s does not exist: history restarts at epoch %d', run_dir.trainer_state_path(config.run.resume),
-                 config.run.resume + 1)
+        LOG.info('%s does not exist: history restarts at epoch %d',
+                 run_dir.trainer_state_path(epoch, config.run.resume_batch), epoch + 1)
     trainer.load_state_dict(saved)
+
+
+def replay_shuffles(train_iter, epochs):
+    """Reset the training iterator once per epoch already trained, so that a resumed run reads the next epoch in
+    the order the uninterrupted run would (the iterator's shuffle draws from its seed at every reset)."""
+    for _ in range(epochs):
+        train_iter.reset()
 
 
 def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callbacks):
@@ -489,16 +524,21 @@ def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callback
              model.network, ', '.join(map(str, contexts)), data.num_class, train_iter.num_records, iters,
              begin_epoch + 1, end_epoch)
     kind = starting_point(config.run)[0]
-    last = run_dir.params_path(begin_epoch) if kind in ('resume', 'finetune') else None
+    skip = config.run.resume_batch if kind == 'resume' else 0
+    last = run_dir.params_path(begin_epoch, skip) if kind in ('resume', 'finetune') else None
     state = callbacks.TrainState(module, MultiBoxMetric(symbol.list_outputs()), iters, data.batch_size, last)
     hooks = build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks) + user_hooks
     trainer = Trainer(state, hooks, extra_state=dict(frozen_params=frozen, iterations_per_epoch=iters,
                                                      num_train_records=train_iter.num_records, start=kind))
-    trainer.hooks.append(callbacks.StateSaver(run_dir, trainer.state_dict))
+    checkpointer = callbacks.Checkpointer(symbol, run_dir, trainer.state_dict)
+    trainer.hooks.append(checkpointer)
     restore_trainer_state(trainer, config, run_dir)
     monitor = (callbacks.LoggedMonitor(config.run.monitor, pattern=config.run.monitor_pattern)
                if config.run.monitor > 0 else None)
-    trainer.fit(train_iter, begin_epoch, end_epoch, monitor=monitor, **user_callbacks)
+    if kind == 'resume':
+        replay_shuffles(train_iter, begin_epoch)
+    trainer.fit(train_iter, begin_epoch, end_epoch, monitor=monitor, skip_batches=skip,
+                on_interrupt=checkpointer.save_interrupted, **user_callbacks)
     best = next((hook.best for hook in hooks if isinstance(hook, callbacks.KeepBest)), None)
     log_ap_table(state, best)
     return dict(prefix=run_dir.prefix, config=config, history=state.history, best=best or None,

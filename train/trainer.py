@@ -15,13 +15,20 @@ The module arrives bound, with its weights loaded and its optimizer (and, on res
 initialised, so fit's own bind / init_params / init_optimizer are no-ops; their "already initialised"
 notices are filtered, and so are its 0-based ``Epoch[0] Train-...`` lines (BatchLogger logs them 1-based,
 as every other line). Where fit cannot do what later issues ask: it has no mid-epoch stop other than an
-exception raised from a callback (a SIGTERM-safe save will raise one after saving), and it always runs whole
-epochs of the iterator it is given (the partial last batch is dropped by :class:`EpochBatches`).
+exception raised from a callback (SIGINT/SIGTERM: :meth:`Trainer.stop_after_batch` saves a mid-epoch
+checkpoint, then raises one), and it always runs whole epochs of the iterator it is given (the partial last
+batch is dropped, and a resumed mid-epoch run's first batches skipped, by :class:`EpochBatches`).
 """
 import logging
+import os
+import signal
+import sys
+import threading
 import warnings
 
 import mxnet as mx
+
+from train.callbacks import TrainingInterrupted
 
 LOG = logging.getLogger('train')
 # fit's notices for a module that is ready, and its 0-based per-epoch lines that BatchLogger prints 1-based
@@ -35,10 +42,11 @@ class EpochBatches(mx.io.DataIter):
     did, so shuffles and therefore results are unchanged); that fetch calls ``on_epoch_start()``.
     """
 
-    def __init__(self, data_iter, num_batches, on_epoch_start):
+    def __init__(self, data_iter, num_batches, on_epoch_start, skip_first=0):
         super().__init__(data_iter.batch_size)
         self.data_iter, self.num_batches, self.on_epoch_start = data_iter, num_batches, on_epoch_start
         self.fetched = 0
+        self.skip_first = skip_first      # batches of the first epoch a mid-epoch checkpoint had trained
 
     @property
     def provide_data(self):
@@ -54,6 +62,9 @@ class EpochBatches(mx.io.DataIter):
     def next(self):
         if self.fetched == 0:
             self.data_iter.reset()
+            for _ in range(self.skip_first):     # read, not trained: the resumed run goes on where it stopped
+                self.data_iter.next()
+            self.fetched, self.skip_first = self.skip_first, 0
             self.on_epoch_start()
         batch = self.data_iter.next() if self.fetched < self.num_batches else None
         if batch is None or batch.pad:
@@ -92,16 +103,20 @@ class Trainer:
     def __init__(self, state, hooks, extra_state=None):
         self.state, self.hooks = state, list(hooks)
         self.extra_state = dict(extra_state or {})
-        self.next_epoch = 0
+        self.next_epoch = self.batch_offset = 0
+        self.stop_signal = None
+        self.on_interrupt = None
 
     def call(self, event):
         for hook in self.hooks:
             getattr(hook, event)(self.state)
 
     # ------------------------------------------------------------------------------------------- state
-    def state_dict(self):
-        """``{'epoch', 'num_update', 'hooks': {name: state}, ...extra_state}`` after the current epoch."""
-        saved = dict(self.extra_state, epoch=self.state.epoch + 1, hooks={})
+    def state_dict(self, epochs_done=None, batches_done=0):
+        """``{'epoch', 'batch', 'hooks': {name: state}, ...extra_state}``: the position (epochs done, batches of
+        the next; default: after the current epoch) and every hook's state."""
+        epochs_done = self.state.epoch + 1 if epochs_done is None else epochs_done
+        saved = dict(self.extra_state, epoch=epochs_done, batch=batches_done, hooks={})
         for hook in self.hooks:
             value = hook.state_dict()
             if value:
@@ -116,21 +131,46 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ events
     def batch_end(self, param):
-        self.state.epoch, self.state.batch = param.epoch, param.nbatch
+        self.state.epoch, self.state.batch = param.epoch, param.nbatch + self.batch_offset
         self.call('after_batch')
+        if self.stop_signal is not None:
+            self.stop_after_batch()
 
     def epoch_end(self, epoch, symbol, arg_params, aux_params):
         self.state.epoch = epoch
         self.call('after_epoch')
-        self.next_epoch = epoch + 1
+        self.next_epoch, self.batch_offset = epoch + 1, 0
+
+    # ------------------------------------------------------------------------------------------ signals
+    def request_stop(self, signum, frame):
+        """SIGINT / SIGTERM: stop after the batch in progress (saved); a second signal exits at once."""
+        if self.stop_signal is not None:
+            os._exit(128 + signum)        # the last complete checkpoint is intact: every write is atomic
+        self.stop_signal = signum
+        print('\n%s: finishing this batch and saving a checkpoint (send it again to exit at once)'
+              % signal.Signals(signum).name, file=sys.stderr)
+
+    def stop_after_batch(self):
+        """Save the mid-epoch checkpoint and stop with one line naming it and how to go on."""
+        saved = self.on_interrupt(self.state) if self.on_interrupt else None
+        name = signal.Signals(self.stop_signal).name
+        raise TrainingInterrupted('%s: stopped at epoch %d batch %d; saved %s; continue with the same command and '
+                                  '--resume last' % (name, self.state.epoch + 1, self.state.batch + 1,
+                                                     saved or 'nothing'), 128 + self.stop_signal)
+
+    def install_signal_handlers(self):
+        """Our SIGINT/SIGTERM handlers (main thread only); returns the previous ones to restore."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {signum: signal.signal(signum, self.request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
 
     def epoch_start(self):
-        self.state.epoch, self.state.batch = self.next_epoch, 0
+        self.state.epoch, self.state.batch = self.next_epoch, self.batch_offset
         self.call('before_epoch')
 
     # ------------------------------------------------------------------------------------------- fit
     def fit(self, train_iter, begin_epoch, end_epoch, batch_end_callbacks=(), epoch_end_callbacks=(),
-            monitor=None):
+            monitor=None, skip_batches=0, on_interrupt=None):
         """Train epochs ``begin_epoch`` .. ``end_epoch - 1`` with ``Module.fit``.
 
         Parameters
@@ -140,13 +180,20 @@ class Trainer:
         batch_end_callbacks, epoch_end_callbacks : sequence of callable
             The user's MXNet callbacks, called after ours.
         monitor : mx.mon.Monitor, optional
+        skip_batches : int
+            Batches of the first epoch already trained (a mid-epoch checkpoint): read and left out.
+        on_interrupt : callable, optional
+            ``on_interrupt(state) -> path``: saves the mid-epoch checkpoint when SIGINT/SIGTERM arrives; training
+            then stops with :class:`train.callbacks.TrainingInterrupted` (exit status 128 + the signal).
         """
         module, state = self.state.module, self.state
         state.epoch = self.next_epoch = begin_epoch
-        batches = EpochBatches(train_iter, state.num_batches, self.epoch_start)
+        self.batch_offset, self.on_interrupt = skip_batches, on_interrupt
+        batches = EpochBatches(train_iter, state.num_batches, self.epoch_start, skip_first=skip_batches)
         self.call('before_train')
         notices = DropNotices()
         module.logger.addFilter(notices)
+        previous = self.install_signal_handlers()
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings('ignore', message='Parameters already initialized')
@@ -157,6 +204,8 @@ class Trainer:
             state.error = err
             raise
         finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             module.logger.removeFilter(notices)
             self.call('after_train')
         return state
