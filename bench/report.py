@@ -113,6 +113,9 @@ def note_lines(rows, with_peer=True):
             facts.append('%s weights' % row['weights'])
         if row.get('detections_per_image') is not None:
             facts.append('%g boxes per image reach NMS' % row['detections_per_image'])
+        if row.get('rss_mib'):
+            facts.append('the highest epoch-end RSS after the start epoch was %.2f %% above it; RSS per epoch (MiB): '
+                         '%s' % (row['max_growth_percent'], ' '.join('%.1f' % value for value in row['rss_mib'])))
         if row.get('error'):
             facts.append('%s: %s' % ('error' if row.get('applicable', True) else 'not applicable',
                                      ' '.join(str(row['error']).split())))

@@ -11,7 +11,8 @@ that prints its own table and writes ``<parts dir>/<part>_results.json``:
 - ``inference``: bench/bench_inference.py (deploy graph INT8 vs FP32 images/s at batch 1 and 8);
 - ``train_step``: bench/bench_train_step.py --amp bf16 (training step vs gluoncv, float32 and bfloat16; the bf16 rows
   are marked not applicable on CPUs that cannot run bfloat16 convolutions), when that script exists;
-- ``time_to_accuracy``: bench/bench_time_to_accuracy.py (the demo recipe's wall time to VOC07 mAP 0.5 / 0.6 / 0.7).
+- ``time_to_accuracy``: bench/bench_time_to_accuracy.py (the demo recipe's wall time to VOC07 mAP 0.5 / 0.6 / 0.7);
+- ``soak``: bench/bench_soak.py (memory after every epoch of a tiny 32-epoch run: no leak).
 
 Their rows are merged (each tagged with its part) into ``results.json`` with the machine description (CPU and
 its AVX512_BF16 / VNNI flags, cores, load average, thread settings, MXNet build features, date) and rendered
@@ -39,6 +40,7 @@ PARTS = {                                   # part name: script, in the order th
     'inference': 'bench_inference.py',
     'train_step': 'bench_train_step.py',
     'time_to_accuracy': 'bench_time_to_accuracy.py',
+    'soak': 'bench_soak.py',
 }
 OPTIONAL_PARTS = ('train_step',)            # skipped, not failed, while their script does not exist
 PART_FLAGS = {'train_step': ['--amp', 'bf16']}   # the bf16 rows (marked not applicable where the CPU lacks it)
@@ -95,7 +97,8 @@ def part_output(parts_dir, part):
 
 def part_flags(part, work_dir):
     """The flags ``run.py`` adds to a part's command: its bf16 rows, its scratch folder."""
-    work = {'data': ['--work-dir', work_dir], 'time_to_accuracy': ['--work-dir', os.path.join(work_dir, 'demo')]}
+    work = {'data': ['--work-dir', work_dir], 'time_to_accuracy': ['--work-dir', os.path.join(work_dir, 'demo')],
+            'soak': ['--work-dir', work_dir]}
     return PART_FLAGS.get(part, []) + work.get(part, [])
 
 

@@ -16,6 +16,7 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -250,12 +251,13 @@ def flatten(tree, parent=''):
 
 
 def read_yaml(path, what):
-    """A YAML file as a config merged onto the schema (so its keys and types are checked), or a UserError."""
+    """A YAML file as an OmegaConf config, or a UserError. OmegaConf's loader is a ``yaml.SafeLoader``: tags that
+    would build Python objects (``!!python/...``) are refused, so a file cannot run code."""
     if not os.path.isfile(path):
         raise UserError('%s %s does not exist' % (what, path))
     try:
         loaded = OmegaConf.load(path)
-    except (OmegaConfBaseException, ValueError, OSError) as err:    # yaml errors are ValueErrors
+    except (OmegaConfBaseException, yaml.YAMLError, ValueError, OSError) as err:
         raise UserError('%s %s is not valid YAML (%s)' % (what, path, str(err).splitlines()[0])) from None
     if not isinstance(loaded, DictConfig):
         raise UserError('%s %s must hold the sections %s' % (what, path, ', '.join(SECTIONS)))

@@ -72,14 +72,20 @@ def test_quick_and_full_runs_write_different_files():
 
 def test_quick_run_writes_valid_rows(quick_run):
     folder, results, _, _ = quick_run
-    parts = ['data', 'metric', 'inference', 'train_step', 'time_to_accuracy']          # running order
+    parts = ['data', 'metric', 'inference', 'train_step', 'time_to_accuracy', 'soak']   # running order
     assert results['quick'] is True and results['parts'] == parts
     assert results['failures'] == [] and results['skipped'] == []
     assert sorted(os.listdir(folder)) == sorted(part + '_results.json' for part in parts)   # no temporary left
     assert not [name for name in os.listdir(os.path.dirname(folder)) if '.tmp' in name]
     rows = results['rows']
     # time to accuracy writes no rows in a quick run: a scaled-down training would not measure it
-    assert [row['part'] for row in rows] == ['data'] * 3 + ['metric'] * 2 + ['inference'] * 2 + ['train_step'] * 2
+    assert [row['part'] for row in rows] == (['data'] * 3 + ['metric'] * 2 + ['inference'] * 2 + ['train_step'] * 2
+                                             + ['soak'])
+    soak = rows.pop()
+    rss = soak['rss_mib']                        # one per epoch of the quick run: growth from epoch 5 to the last
+    assert len(rss) == 12 and soak['ours'] == pytest.approx(100 * (rss[-1] - rss[4]) / rss[4], abs=0.05)
+    assert soak['max_growth_percent'] == pytest.approx(100 * (max(rss[4:]) - rss[4]) / rss[4], abs=0.05)
+    assert soak['met'] == (soak['ours'] < 2.0) and all(300 < value < 3000 for value in rss)
     for row in rows:
         assert ROW_KEYS <= set(row), row
         assert row['peer'] > 0 and (row.get('applicable') is False or row['ours'] > 0), row
@@ -121,7 +127,7 @@ def test_run_rejects_unknown_part(tmp_path):
     result = run_script('bench/run.py', '--only', 'metric,speed', '--results', str(tmp_path / 'r.json'))
     assert result.returncode == 2
     assert result.stdout.strip() == ("error: --only 'metric,speed': choose among data, metric, inference, "
-                                     "train_step, time_to_accuracy (comma-separated)")
+                                     "train_step, time_to_accuracy, soak (comma-separated)")
     assert os.listdir(tmp_path) == []
 
 

@@ -91,3 +91,13 @@ def test_recipes_are_yaml_files_on_the_schema():
     assert 'demo' in RECIPES
     with pytest.raises(UserError, match='no such recipe; choose one of demo'):
         recipe_path('nothing')
+
+
+def test_yaml_files_are_read_with_a_safe_loader(tmp_path):
+    """A config file cannot make the loader run code (``!!python/...`` tags are refused)."""
+    marker = tmp_path / 'ran'
+    hostile = tmp_path / 'hostile.yaml'
+    hostile.write_text('solver:\n  lr: !!python/object/apply:os.system ["touch %s"]\n' % marker)
+    with pytest.raises(UserError, match='is not valid YAML'):
+        schema.build_config(config_file=str(hostile))
+    assert not marker.exists()

@@ -1,10 +1,8 @@
 """Training curves as a picture: losses and validation mAP per epoch, rewritten after every epoch."""
-import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use('Agg')   # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-
-from core.atomic import atomic_paths  # noqa: E402
+from core.atomic import atomic_paths
 
 NOT_PLOTTED = ('epoch', 'seconds', 'mAP')   # history keys that are not training losses
 
@@ -23,7 +21,11 @@ def plot_training_curves(history, path, metric_name='mAP'):
     """
     epochs = [record['epoch'] for record in history]
     losses = [name for name in history[0] if name not in NOT_PLOTTED] if history else []
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    # A Figure of its own, not pyplot's: pyplot keeps every figure in a global registry, and drawing one per epoch
+    # through it grew a long run's memory (bench/bench_soak.py: 3.4 % from epoch 5 to 32; 1.7 % without curves).
+    figure = Figure(figsize=(10, 4))
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2)
     for name in losses:
         left.plot(epochs, [record[name] for record in history], marker='o', label=name)
     left.set(xlabel='epoch', ylabel='training loss', title='losses')
@@ -38,4 +40,3 @@ def plot_training_curves(history, path, metric_name='mAP'):
     figure.tight_layout()
     with atomic_paths(path) as (temporary,):
         figure.savefig(temporary, format='png', dpi=80)
-    plt.close(figure)

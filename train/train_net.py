@@ -156,9 +156,11 @@ def load_pretrained(run, settings, aux_names):
     source = RunDir(path)
     checkpoint = source.params_path(run.pretrained_epoch)
     if not os.path.isfile(checkpoint):
-        raise UserError("--pretrained %s: neither %s (an MXNet checkpoint at --epoch %d) nor a GluonCV .params "
+        saved = source.epochs()
+        raise UserError("--pretrained %s: neither %s (an MXNet checkpoint at --epoch %d%s) nor a GluonCV .params "
                         "file exists; use --pretrained '' to train from scratch"
-                        % (path, checkpoint, run.pretrained_epoch))
+                        % (path, checkpoint, run.pretrained_epoch,
+                           '; its epochs: %s' % ', '.join(map(str, saved)) if saved else ''))
     arg_params, aux_params = source.read_params(run.pretrained_epoch, '--pretrained')
     return arg_params, aux_params, [], checkpoint
 
@@ -200,7 +202,22 @@ def initial_params(config, run_dir, shapes, settings, aux_names):
         LOG.info('class count changed from %d (checkpoint) to %d: class heads initialised anew', found, num_class)
     if kind == 'resume' and (report.initialised or report.mismatched):
         raise UserError(resume_mismatch_message(config, run_dir, epoch, report, loaded_shapes))
+    if kind == 'pretrained':
+        check_pretrained_fits(config.model.network, report, loaded_shapes)
     return arg_params, aux_params, report
+
+
+def check_pretrained_fits(network, report, loaded_shapes):
+    """UserError when fewer than half of a pretrained file's arrays match the network by name and shape: a file
+    of another backbone, which would otherwise train as if from scratch after one log line.
+
+    A backbone checkpoint of the right network matches nearly all (only its classifier is left unused).
+    """
+    total = len(loaded_shapes)
+    if total and len(report.loaded) * 2 < total:
+        raise UserError('--pretrained %s: only %d of its %d arrays match --network %s by name and shape (%s)%s'
+                        % (report.source, len(report.loaded), total, network, report.mismatch_words() or
+                           'the names differ', symbol_factory.fitting_networks_hint(loaded_shapes)))
 
 
 def json_form(value):
