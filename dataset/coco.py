@@ -10,13 +10,16 @@ import os
 import posixpath
 
 import numpy as np
-from tqdm import tqdm
 
 from config.errors import UserError
-from dataset.imdb import Imdb
+from dataset.imdb import BadItem, Imdb, add_items, known_classes_text
+
+MALFORMED = (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError)
+UNKNOWN_CATEGORY_NOTE = 'objects whose category_id is not in categories skipped'
 
 
-def load_coco(root, image_set, annotation_file=None, classes=None, use_crowd=True, progress=False):
+def load_coco(root, image_set, annotation_file=None, classes=None, use_crowd=True, progress=False, skip_bad=False,
+              skip_unknown=True):
     """Read one COCO image set.
 
     Parameters
@@ -33,6 +36,12 @@ def load_coco(root, image_set, annotation_file=None, classes=None, use_crowd=Tru
         Keep ``iscrowd`` regions (as difficult = 1); False leaves them out.
     progress : bool
         Show a progress bar.
+    skip_bad : bool
+        Skip an image that is missing or whose entry or annotations are malformed, with a warning (default: a
+        :class:`~dataset.imdb.BadItem` error naming the file and the image).
+    skip_unknown : bool
+        Leave out (and count) annotations whose ``category_id`` is not in ``categories``; False makes the first
+        one an error listing the categories.
 
     Returns
     -------
@@ -46,37 +55,91 @@ def load_coco(root, image_set, annotation_file=None, classes=None, use_crowd=Tru
     data = read_json(annotation_file)
     try:
         names, class_of_category = map_categories(data['categories'], classes, annotation_file)
-        imdb = Imdb('coco_%s' % image_set, root, names)
-        add_images(imdb, data, image_set, class_of_category, use_crowd, progress)
-    except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
-        raise UserError('COCO annotation file %s has a malformed entry (%s: %s)'
-                        % (annotation_file, type(err).__name__, err)) from None
-    return imdb
+        known = {category['id']: category['name'] for category in data['categories']}
+        by_image = annotations_by_image(data)
+        images = list(data['images'])
+    except MALFORMED as err:
+        raise UserError('COCO annotation file %s has a malformed entry (%s: %s); check its categories, images '
+                        'and annotations lists' % (annotation_file, type(err).__name__, err)) from None
+    imdb = Imdb('coco_%s' % image_set, root, names)
+    reader = ImageReader(imdb, image_set, annotation_file, by_image, class_of_category, known, use_crowd,
+                         skip_unknown)
+    return add_items(imdb, images, reader, skip_bad, desc='COCO %s' % image_set, progress=progress)
 
 
-def add_images(imdb, data, image_set, class_of_category, use_crowd, progress):
-    """Add every image of the parsed JSON to ``imdb``, each checked to exist under ``imdb.root``."""
+def annotations_by_image(data):
+    """``{image_id: [annotation, ...]}`` from the JSON's ``annotations`` list (absent: none)."""
     by_image = collections.defaultdict(list)
-    for annotation in data.get('annotations', []):
+    for annotation in data.get('annotations') or []:
         by_image[annotation['image_id']].append(annotation)
-    for image in tqdm(data['images'], desc='COCO %s' % image_set, unit='img', disable=not progress):
-        relative = posixpath.join(image_set, image['file_name'])
-        if not os.path.isfile(os.path.join(imdb.root, relative)):
-            raise UserError('image %s does not exist; the annotation file lists it'
-                            % os.path.join(imdb.root, relative))
-        rows = annotations_to_rows(by_image[image['id']], image, class_of_category, use_crowd, imdb.stats)
-        imdb.add_clipped(relative, rows)
+    return by_image
+
+
+class ImageReader:
+    """``reader(image entry) -> (relative path, (N, 6) rows)`` for :func:`dataset.imdb.add_items`.
+
+    A missing image or a malformed image entry or annotation raises :class:`~dataset.imdb.BadItem` naming the
+    annotation file and the image; an unknown ``category_id`` is counted, or an error when not
+    ``skip_unknown``.
+    """
+
+    def __init__(self, imdb, image_set, annotation_file, by_image, class_of_category, known, use_crowd,
+                 skip_unknown):
+        self.imdb, self.image_set, self.annotation_file = imdb, image_set, annotation_file
+        self.by_image, self.class_of_category, self.known = by_image, class_of_category, known
+        self.use_crowd, self.skip_unknown = use_crowd, skip_unknown
+
+    def __call__(self, image):
+        try:
+            relative = posixpath.join(self.image_set, image['file_name'])
+            if not os.path.isfile(os.path.join(self.imdb.root, relative)):
+                raise BadItem('image %s does not exist; the annotation file %s lists it'
+                              % (os.path.join(self.imdb.root, relative), self.annotation_file))
+            annotations = self.known_annotations(self.by_image.get(image['id'], []), image)
+            rows = annotations_to_rows(annotations, image, self.class_of_category, self.use_crowd, self.imdb.stats)
+        except MALFORMED as err:
+            raise BadItem('COCO annotation file %s has a malformed entry (%s: %s) for image %s; each image needs '
+                          'id, file_name, width, height and each annotation bbox [x, y, w, h] and category_id'
+                          % (self.annotation_file, type(err).__name__, err, _image_name(image))) from None
+        return relative, rows
+
+    def known_annotations(self, annotations, image):
+        """``annotations`` without those whose category is not in ``categories``: counted, or without
+        ``skip_unknown`` an error listing the categories."""
+        kept = []
+        for annotation in annotations:
+            if annotation['category_id'] in self.known:
+                kept.append(annotation)
+                continue
+            if not self.skip_unknown:
+                raise UserError('COCO annotation file %s: annotation %s of image %s has category_id %r, which is '
+                                'not in its categories (%s); fix the file or pass --skip-unknown to leave such '
+                                'objects out' % (self.annotation_file, annotation.get('id', '?'), _image_name(image),
+                                                 annotation['category_id'], known_classes_text(
+                                                     ['%s %s' % item for item in sorted(self.known.items())])))
+            self.imdb.stats[UNKNOWN_CATEGORY_NOTE] += 1
+        return kept
+
+
+def _image_name(image):
+    """``'7 (a.jpg)'``: an image entry's id and file name, as far as it has them."""
+    if not isinstance(image, dict):
+        return repr(image)[:40]
+    return '%s (%s)' % (image.get('id', '?'), image.get('file_name', '?'))
 
 
 def read_json(path):
     """The parsed JSON, checked to hold ``images`` and ``categories``."""
     try:
-        with open(path) as handle:
+        with open(path, encoding='utf-8') as handle:
             data = json.load(handle)
     except FileNotFoundError:
         raise UserError('COCO annotation file %s does not exist; check --root and --set' % path) from None
-    except ValueError as err:
-        raise UserError('COCO annotation file %s is not valid JSON: %s' % (path, err)) from None
+    except (ValueError, RecursionError) as err:
+        raise UserError('COCO annotation file %s is not valid JSON: %s' % (path, str(err)[:200])) from None
+    if not isinstance(data, dict):
+        raise UserError('COCO annotation file %s holds a JSON %s, not an object with images and categories; '
+                        'expected an instances_*.json file' % (path, type(data).__name__))
     missing = [key for key in ('images', 'categories') if key not in data]
     if missing:
         raise UserError('COCO annotation file %s has no %s; expected an instances_*.json file'

@@ -2,17 +2,35 @@
 
 Parsers (``pascal_voc.py``, ``coco.py``, ``yolo.py``) fill an :class:`Imdb`; ``tools/prepare_dataset.py``
 writes it out as a ``.lst`` plus the ``.classes`` file and packs it.
+
+Bad items
+---------
+A parser raises :class:`BadItem` for one unreadable item (a missing or undecodable image, a malformed or empty
+annotation file, a bad label line). :func:`add_items` either lets it through (the default: the first one stops
+the job, naming the file) or, with ``skip_bad``, skips the item with a one-line warning and counts it
+(``Imdb.skipped``); ``tools/prepare_dataset.py --skip-bad`` turns that on.
 """
 import collections
 import os
+import sys
 
 import numpy as np
+from tqdm import tqdm
 
 from config.defaults import CLASSES_SUFFIX
 from config.errors import UserError
 from core.atomic import atomic_open
 from core.run_dir import read_class_file
-from dataset.lst import OBJECT_WIDTH, format_lst_line
+from dataset.lst import LST_ENCODING, OBJECT_WIDTH, format_lst_line
+
+SKIPPED_NOTE = 'unreadable items skipped (--skip-bad)'  # the summary line counting Imdb.skipped
+
+
+class BadItem(UserError):
+    """One dataset item that cannot be read (image, annotation file, label line); the message names its file.
+
+    Skippable: :func:`add_items` with ``skip_bad`` warns and goes on instead of stopping.
+    """
 
 
 class Imdb:
@@ -32,6 +50,8 @@ class Imdb:
         ``[cls, xmin, ymin, xmax, ymax, difficult]`` per object, coordinates normalized to [0, 1].
     stats : collections.Counter
         Counts of what the parser fixed or skipped, e.g. ``'boxes clipped to the image'``.
+    skipped : list of str
+        One message per unreadable item skipped (see :func:`add_items`).
     """
 
     def __init__(self, name, root, classes):
@@ -41,6 +61,7 @@ class Imdb:
         self.image_paths = []
         self.labels = []
         self.stats = collections.Counter()
+        self.skipped = []
 
     @property
     def num_images(self):
@@ -72,6 +93,27 @@ class Imdb:
         self.stats['images with no objects'] += int(not keep.any())
         self.add(relative_path, objects[keep])
 
+    def skip(self, problem):
+        """Record one unreadable item: a ``warning: skipped ...`` line on stderr, counted in the summary."""
+        self.skipped.append(str(problem))
+        self.stats[SKIPPED_NOTE] += 1
+        tqdm.write('warning: skipped an unreadable item: %s' % ' '.join(str(problem).split()), file=sys.stderr)
+
+    def without(self, indices):
+        """A copy without the images at ``indices`` (positions), e.g. those packing could not read.
+
+        The copy's positions are renumbered, so it serves summaries, not ``write_lst`` of the same records.
+        """
+        drop = set(indices)
+        copy = Imdb(self.name, self.root, self.classes)
+        keep = [position for position in range(self.num_images) if position not in drop]
+        copy.image_paths = [self.image_paths[position] for position in keep]
+        copy.labels = [self.labels[position] for position in keep]
+        copy.stats = collections.Counter(self.stats)
+        copy.stats[SKIPPED_NOTE] += len(drop)
+        copy.skipped = list(self.skipped)
+        return copy
+
     def class_counts(self):
         """Objects per class name, difficult ones included: ``{name: count}`` in class order."""
         counts = np.zeros(len(self.classes), dtype=np.int64)
@@ -101,7 +143,7 @@ class Imdb:
         order = np.arange(self.num_images)
         if shuffle:
             np.random.RandomState(seed).shuffle(order)
-        with atomic_open(path) as handle:
+        with atomic_open(path, encoding=LST_ENCODING) as handle:
             for index in order:
                 handle.write(format_lst_line(index, self.labels[index], self.image_paths[index]) + '\n')
         return len(order)
@@ -110,6 +152,48 @@ class Imdb:
         """Write the class names, one per line, atomically."""
         with atomic_open(path) as handle:
             handle.write(''.join(name + '\n' for name in self.classes))
+
+
+def add_items(imdb, items, read_item, skip_bad=False, desc=None, progress=False):
+    """Read each item with ``read_item`` and add it to ``imdb`` (boxes clipped), skipping bad ones if asked.
+
+    Parameters
+    ----------
+    imdb : Imdb
+    items : iterable
+        Whatever ``read_item`` takes: image ids, image entries, paths.
+    read_item : callable
+        ``read_item(item) -> (relative_path, (N, 6) rows)``, or None to leave the item out; raises
+        :class:`BadItem` for an item that cannot be read.
+    skip_bad : bool
+        Skip a :class:`BadItem` with a warning (:meth:`Imdb.skip`) instead of raising it.
+    desc : str, optional
+        Progress bar label.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Imdb
+        ``imdb`` itself.
+    """
+    for item in tqdm(items, desc=desc, unit='img', disable=not progress, file=sys.stderr):
+        try:
+            read = read_item(item)
+        except BadItem as err:
+            if not skip_bad:
+                raise
+            imdb.skip(err)
+            continue
+        if read is not None:
+            imdb.add_clipped(*read)
+    return imdb
+
+
+def known_classes_text(classes, limit=30):
+    """``'a, b, c'`` naming the known classes (the first ``limit`` and a count of the rest)."""
+    names = list(classes[:limit]) + (['... %d more' % (len(classes) - limit)] if len(classes) > limit else [])
+    return ', '.join(names)
 
 
 def classes_path_for(lst_path):
@@ -141,6 +225,35 @@ def read_class_names(spec):
     if not names:
         raise UserError('class names %r are empty' % spec)
     return tuple(names)
+
+
+def check_same_classes(*paths):
+    """Raise :class:`UserError` when the ``.classes`` files next to ``paths`` (``.rec``/``.lst``) disagree.
+
+    Files without a ``.classes`` next to them are not compared (nothing says what their ids mean).
+
+    Parameters
+    ----------
+    *paths : str
+        e.g. the train and validation ``.rec``; empty strings are ignored.
+    """
+    lists = [(classes_path_for(path), read_class_names(classes_path_for(path))) for path in paths
+             if path and os.path.isfile(classes_path_for(path))]
+    for (first_path, first), (other_path, other) in zip(lists, lists[1:]):
+        if other != first:
+            raise UserError('class lists differ: %s names %d classes (%s) but %s names %d (%s); %s; pack both '
+                            'with the same classes (tools/prepare_dataset.py --class-names %s)'
+                            % (first_path, len(first), known_classes_text(first), other_path, len(other),
+                               known_classes_text(other), _first_difference(first, other), first_path))
+
+
+def _first_difference(first, other):
+    """Where two class lists part: ``'class 2 is triangle in the first, ring in the second'``."""
+    for position, (mine, theirs) in enumerate(zip(first, other)):
+        if mine != theirs:
+            return 'class %d is %s in the first, %s in the second' % (position, mine, theirs)
+    longer, shorter = (first, other) if len(first) > len(other) else (other, first)
+    return 'the longer one goes on with %s' % known_classes_text(longer[len(shorter):])
 
 
 def concat_imdbs(imdbs):

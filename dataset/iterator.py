@@ -55,7 +55,15 @@ from dataset.lst import (
     split_label,
     to_six_columns,
 )
-from dataset.recordio import NO_OBJECT_ROW, check_record_files, idx_path_for, read_record_labels
+from dataset.recordio import (
+    NO_OBJECT_ROW,
+    check_index_matches,
+    check_record_files,
+    idx_path_for,
+    read_index,
+    read_record_entries,
+    read_record_labels,
+)
 
 RAW_INFO_WIDTH = 4                       # [channels, rows, cols, label length] before each raw label
 _RESERVED_PARAMS = ('label_width', 'label_pad_value', 'mean_r', 'mean_g', 'mean_b')  # set by DetRecordIter
@@ -160,12 +168,14 @@ def scan_records(path_imgrec):
         (a classification ``.rec`` gets "pack with tools/im2rec.py --pack-label from a detection .lst").
     """
     check_record_files(path_imgrec)
-    status = os.stat(path_imgrec)
-    return _scan_cached(path_imgrec, status.st_size, status.st_mtime_ns)
+    status, index_status = os.stat(path_imgrec), os.stat(idx_path_for(path_imgrec))
+    return _scan_cached(path_imgrec, (status.st_size, status.st_mtime_ns, index_status.st_size,
+                                      index_status.st_mtime_ns))
 
 
 def _read_layout_and_objects(path_imgrec):
-    """Every record's id and object rows, checking that all records share one label layout.
+    """Every record's id and object rows, checking that all records share one label layout and that the
+    ``.idx`` points at them.
 
     Returns
     -------
@@ -173,26 +183,27 @@ def _read_layout_and_objects(path_imgrec):
     objects : list of (N_i, object_width) float32 arrays
     layout : (header_width, object_width)
     """
-    with open(idx_path_for(path_imgrec)) as handle:
-        expected = sum(1 for line in handle if line.strip())
-    ids, objects, layout = [], [], None
-    progress = tqdm(read_record_labels(path_imgrec), total=expected, unit='img', delay=2.0, leave=False,
+    index = read_index(idx_path_for(path_imgrec))
+    ids, offsets, objects, layout = [], [], [], None
+    progress = tqdm(read_record_entries(path_imgrec), total=len(index), unit='img', delay=2.0, leave=False,
                     desc='scanning %s' % os.path.basename(path_imgrec))
-    for record_id, flat in progress:
+    for offset, record_id, flat in progress:
         header_width, object_width, rows = split_label(flat, '%s record %d' % (path_imgrec, record_id))
         if layout not in (None, (header_width, object_width)):
             raise UserError('%s mixes label layouts (header width, object width) %s and %s; pack it again '
                             'from one .lst' % (path_imgrec, layout, (header_width, object_width)))
         layout = (header_width, object_width)
         ids.append(record_id)
+        offsets.append(offset)
         objects.append(rows)
     if not ids:
         raise UserError('%s holds no records; pack it again from a non-empty .lst' % path_imgrec)
+    check_index_matches(path_imgrec, index, offsets)
     return ids, objects, layout
 
 
 @functools.lru_cache(maxsize=16)
-def _scan_cached(path_imgrec, size, mtime_ns):
+def _scan_cached(path_imgrec, file_status):
     ids, objects, (header_width, object_width) = _read_layout_and_objects(path_imgrec)
     record_of_row = np.repeat(np.arange(len(ids)), [len(rows) for rows in objects])
     rows = np.concatenate(objects)
@@ -290,8 +301,8 @@ def _resolve_label_width(label_pad_width, needed, where):
         raise UserError('label width %r must be a positive whole number of objects' % (label_pad_width,))
     if label_pad_width < needed:
         raise UserError('label width %d is too small: %s has %d objects; set the label width to at least %d '
-                        '(or leave it unset to compute it from the data)'
-                        % (label_pad_width, where, needed, needed))
+                        '(train.py --label-width %d), or leave it unset to compute it from the data'
+                        % (label_pad_width, where, needed, needed, needed))
     return int(label_pad_width)
 
 

@@ -15,6 +15,7 @@ from config.errors import UserError
 HEADER_WIDTH = 2
 OBJECT_WIDTH = 6
 COORD_TOLERANCE = 1e-3  # normalized coordinates may stray this far outside [0, 1] (rounding in converters)
+LST_ENCODING = 'utf-8'  # of .lst files, whatever the locale: image paths may be non-ASCII
 PACK_HINT = 'pack with tools/im2rec.py --pack-label from a detection .lst'  # the fix for a non-detection label
 
 
@@ -181,10 +182,15 @@ def _is_plain_label(numbers):
 def _lst_lines(path):
     """The non-blank lines of a list file."""
     try:
-        with open(path) as handle:
+        with open(path, encoding=LST_ENCODING) as handle:
             return [line for line in handle.read().split('\n') if line.strip()]
     except FileNotFoundError:
         raise UserError('list file %s does not exist' % path) from None
+    except IsADirectoryError:
+        raise UserError('list file %s is a directory; give the .lst file' % path) from None
+    except UnicodeDecodeError as err:
+        raise UserError('list file %s is not UTF-8 text (byte %d); write it with tools/prepare_dataset.py'
+                        % (path, err.start)) from None
 
 
 def read_lst(path):

@@ -10,18 +10,19 @@ boxes exactly.
 
 Missing files
 -------------
-An image named by the image-set file whose XML or JPEG is missing is an error (:class:`UserError` naming
-the file): silently dropping it would change the data set behind the user's back.
+An image named by the image-set file whose XML or JPEG is missing, or whose XML is empty or malformed, is an
+error (:class:`~dataset.imdb.BadItem` naming the file): silently dropping it would change the data set behind
+the user's back. ``skip_bad=True`` (``tools/prepare_dataset.py --skip-bad``) skips such images with a warning
+each instead.
 """
 import os
 import posixpath
 import xml.etree.ElementTree as ET
 
 import numpy as np
-from tqdm import tqdm
 
 from config.errors import UserError
-from dataset.imdb import Imdb, read_class_names
+from dataset.imdb import BadItem, Imdb, add_items, known_classes_text, read_class_names
 
 VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
                'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train',
@@ -30,7 +31,8 @@ CLASSES_FILE = 'classes.txt'  # optional, inside VOC<year>/: one class name per 
 COORDINATES = ('xmin', 'ymin', 'xmax', 'ymax')
 
 
-def load_pascal_voc(root, year, image_set, classes=None, use_difficult=True, progress=False):
+def load_pascal_voc(root, year, image_set, classes=None, use_difficult=True, progress=False, skip_bad=False,
+                    skip_unknown=True):
     """Read one VOC year and image set.
 
     Parameters
@@ -48,6 +50,12 @@ def load_pascal_voc(root, year, image_set, classes=None, use_difficult=True, pro
         Keep objects marked ``<difficult>1</difficult>`` (with difficult = 1 in their row).
     progress : bool
         Show a progress bar.
+    skip_bad : bool
+        Skip an image whose XML or JPEG is missing or unreadable, with a warning (default: a
+        :class:`~dataset.imdb.BadItem` error naming the file).
+    skip_unknown : bool
+        Leave out (and count) objects whose class is not in ``classes``; False makes the first one an error
+        listing the known classes.
 
     Returns
     -------
@@ -60,13 +68,16 @@ def load_pascal_voc(root, year, image_set, classes=None, use_difficult=True, pro
     classes = tuple(classes) if classes else default_classes(voc_dir)
     lookup = class_lookup(classes)
     imdb = Imdb('voc_%s_%s' % (year, image_set), root, classes)
-    for image_id in tqdm(image_ids, desc='VOC%s %s' % (year, image_set), unit='img', disable=not progress):
+
+    def read_item(image_id):
         relative = posixpath.join('VOC%s' % year, 'JPEGImages', image_id + '.jpg')
         xml_path = os.path.join(voc_dir, 'Annotations', image_id + '.xml')
         width, height, objects = read_annotation(xml_path, os.path.join(root, relative), imdb.stats)
-        rows = objects_to_rows(objects, width, height, lookup, use_difficult, imdb.stats)
-        imdb.add_clipped(relative, rows)
-    return imdb
+        if not skip_unknown:
+            check_known_classes(objects, lookup, classes, xml_path)
+        return relative, objects_to_rows(objects, width, height, lookup, use_difficult, imdb.stats)
+
+    return add_items(imdb, image_ids, read_item, skip_bad, desc='VOC%s %s' % (year, image_set), progress=progress)
 
 
 def voc_directory(root, year):
@@ -91,8 +102,12 @@ def read_image_set(voc_dir, image_set):
             if os.path.isdir(main) else []
         raise UserError('image set file %s does not exist (sets found: %s); check --set'
                         % (path, ', '.join(found) or 'none'))
-    with open(path) as handle:
-        ids = [line.split()[0] for line in handle if line.strip()]
+    try:
+        with open(path, encoding='utf-8') as handle:
+            ids = [line.split()[0] for line in handle if line.strip()]
+    except UnicodeDecodeError as err:
+        raise UserError('image set file %s is not UTF-8 text (byte %d); write one image id per line'
+                        % (path, err.start)) from None
     if not ids:
         raise UserError('image set file %s lists no images' % path)
     return ids
@@ -102,6 +117,16 @@ def default_classes(voc_dir):
     """``<voc_dir>/classes.txt`` when it exists, else the 20 VOC classes."""
     path = os.path.join(voc_dir, CLASSES_FILE)
     return read_class_names(path) if os.path.isfile(path) else VOC_CLASSES
+
+
+def check_known_classes(objects, lookup, classes, xml_path):
+    """Raise :class:`UserError` (listing the known classes) for the first object of a class not in ``lookup``."""
+    for name, _, _ in objects:
+        if name not in lookup:
+            raise UserError('annotation %s has an object of class %r, which is not one of the %d known classes '
+                            '(%s); list every class in --class-names (or VOC<year>/%s), or pass --skip-unknown '
+                            'to leave such objects out' % (xml_path, name, len(classes),
+                                                           known_classes_text(classes), CLASSES_FILE))
 
 
 def class_lookup(classes):
@@ -134,19 +159,28 @@ def read_annotation(xml_path, image_path, stats):
         Only the object's own ``<bndbox>`` counts (never those of its ``<part>`` children).
     """
     if not os.path.isfile(xml_path):
-        raise UserError('annotation %s does not exist; the image set lists it' % xml_path)
+        raise BadItem('annotation %s does not exist; the image set lists it' % xml_path)
     if not os.path.isfile(image_path):
-        raise UserError('image %s does not exist; the image set lists it' % image_path)
-    try:
-        annotation = ET.parse(xml_path).getroot()
-    except ET.ParseError as err:
-        raise UserError('annotation %s is not valid XML: %s' % (xml_path, err)) from None
+        raise BadItem('image %s does not exist; the image set lists it' % image_path)
+    annotation = parse_xml(xml_path)
     width, height = _annotated_size(annotation, xml_path)
     if width <= 0 or height <= 0:
         width, height = image_size(image_path)
         stats['image sizes read from the image (no usable <size> in the XML)'] += 1
     objects = [_read_object(element, xml_path) for element in annotation.findall('object')]
     return width, height, objects
+
+
+def parse_xml(xml_path):
+    """The root element of an annotation file; :class:`BadItem` when it is empty or not well-formed XML."""
+    if os.path.getsize(xml_path) == 0:
+        raise BadItem('annotation %s is empty; expected a VOC <annotation> XML file' % xml_path)
+    try:
+        return ET.parse(xml_path).getroot()
+    except ET.ParseError as err:
+        raise BadItem('annotation %s is not valid XML: %s' % (xml_path, err)) from None
+    except (ValueError, LookupError, UnicodeError) as err:  # e.g. an unknown encoding in the XML declaration
+        raise BadItem('annotation %s is not readable XML: %s' % (xml_path, err)) from None
 
 
 def _annotated_size(annotation, xml_path):
@@ -170,16 +204,19 @@ def _read_object(element, xml_path):
 
 
 def _number(parent, tag, xml_path, required=True):
-    """The float in ``parent/<tag>``; None when absent or empty and not ``required``."""
+    """The finite float in ``parent/<tag>``; None when absent or empty and not ``required``."""
     text = (parent.findtext(tag) or '').strip()
     if not text:
         if required:
-            raise UserError('annotation %s: <%s> inside <%s> is missing or empty' % (xml_path, tag, parent.tag))
+            raise BadItem('annotation %s: <%s> inside <%s> is missing or empty' % (xml_path, tag, parent.tag))
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise UserError('annotation %s: <%s> is %r, not a number' % (xml_path, tag, text)) from None
+        raise BadItem('annotation %s: <%s> is %r, not a number' % (xml_path, tag, text[:40])) from None
+    if not np.isfinite(value):
+        raise BadItem('annotation %s: <%s> is %r, not a finite number' % (xml_path, tag, text[:40]))
+    return value
 
 
 def image_size(image_path):
@@ -187,7 +224,7 @@ def image_size(image_path):
     import cv2  # only needed for the rare annotation without <size>
     image = cv2.imread(image_path, cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise UserError('image %s cannot be decoded; replace it or remove it from the image set' % image_path)
+        raise BadItem('image %s cannot be decoded; replace it or remove it from the image set' % image_path)
     return image.shape[1], image.shape[0]
 
 

@@ -235,10 +235,66 @@ def read_record_labels(path_imgrec):
     UserError
         When the file is not RecordIO, is cut short, or holds a record without a label vector.
     """
+    for _, record_id, flat in read_record_entries(path_imgrec):
+        yield record_id, flat
+
+
+def read_record_entries(path_imgrec):
+    """Like :func:`read_record_labels`, with each record's byte offset: yields ``(offset, record_id, flat)``."""
     with open(path_imgrec, 'rb') as handle:
         file_size = os.fstat(handle.fileno()).st_size
         while True:
+            offset = handle.tell()
             head = read_record_head(handle, path_imgrec, file_size)
             if head is None:
                 return
-            yield unpack_label(head, path_imgrec)
+            yield (offset,) + unpack_label(head, path_imgrec)
+
+
+def read_index(idx_path):
+    """The ``key<TAB>offset`` lines of a ``.idx`` file as a list of ``(key, offset)`` ints.
+
+    Raises
+    ------
+    UserError
+        Naming the line that is not two whole numbers.
+    """
+    entries = []
+    with open(idx_path, 'rb') as handle:
+        for number, line in enumerate(handle, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                key, offset = (int(field) for field in fields)
+            except ValueError:
+                raise UserError('index file %s line %d is %r, not "key<TAB>byte offset"; pack %s again with '
+                                'tools/im2rec.py' % (idx_path, number, line[:60].decode('utf-8', 'replace'),
+                                                     os.path.splitext(idx_path)[0] + '.rec')) from None
+            entries.append((key, offset))
+    return entries
+
+
+def check_index_matches(path_imgrec, index, offsets):
+    """Raise :class:`UserError` when the ``.idx`` entries do not point at the ``.rec``'s records (a stale index).
+
+    Parameters
+    ----------
+    path_imgrec : str
+    index : list of (key, offset)
+        From :func:`read_index`.
+    offsets : sequence of int
+        Where each record of the ``.rec`` starts (:func:`read_record_entries`).
+    """
+    idx_path = idx_path_for(path_imgrec)
+    listed, actual = sorted(offset for _, offset in index), sorted(offsets)
+    if listed == actual:
+        return
+    if len(listed) != len(actual):
+        detail = 'it lists %d records, the .rec holds %d' % (len(listed), len(actual))
+    else:
+        wrong = next(offset for offset, real in zip(listed, actual) if offset != real)
+        detail = 'it points to byte %d, where no record starts' % wrong
+    older = os.stat(idx_path).st_mtime_ns < os.stat(path_imgrec).st_mtime_ns
+    raise UserError('index file %s does not match %s (%s): it is stale%s; pack both again with tools/im2rec.py'
+                    % (idx_path, path_imgrec, detail, ', older than the .rec' if older else ''))

@@ -24,9 +24,11 @@ Decisions, each differing from MXNet's ``tools/im2rec.py`` on purpose:
   MXNet and writes the RecordIO framing itself (:mod:`dataset.recordio`).
 - EXIF orientation is applied when re-encoding, as ``cv2.imread`` (and so MXNet's tool) does. Labels are
   normalized, so ``--resize`` leaves them unchanged.
-- An image that is missing or cannot be decoded is skipped with a warning naming it; the other records keep
-  their ``.lst`` index as record id. Boxes are checked when the list is read: coordinates outside [0, 1]
-  (unnormalized pixels) or empty boxes are a one-line error naming the ``.lst`` line.
+- An image that is missing or cannot be decoded is skipped with a warning naming it, as MXNet's tool does; the
+  other records keep their ``.lst`` index as record id. ``--no-skip-bad`` makes the first one an error instead
+  (``tools/prepare_dataset.py`` packs that way unless given ``--skip-bad``). Boxes are checked when the list is
+  read: coordinates outside [0, 1] (unnormalized pixels) or empty boxes are a one-line error naming the ``.lst``
+  line.
 - Both files are written under temporary names and renamed when complete, the ``.idx`` last, so a killed
   job never leaves a pair that looks finished.
 """
@@ -46,7 +48,8 @@ from config.defaults import PACK
 from config.errors import UserError, run_cli
 from config.runtime import available_cores, configure_threads
 from core.atomic import atomic_paths
-from dataset.lst import inside_unit_square, read_lst
+from dataset.imdb import BadItem
+from dataset.lst import LST_ENCODING, inside_unit_square, read_lst
 from dataset.recordio import IndexedRecordWriter, frame_record, record_head
 
 MAX_NAMED_WARNINGS = 10                        # skipped images named one by one; the rest only counted
@@ -197,7 +200,7 @@ def ordered_map(function, items, num_thread):
 def _reject_classification_list(lst_path):
     """A classification ``.lst`` (one label number per line) gets its own one-line error."""
     try:
-        with open(lst_path) as handle:
+        with open(lst_path, encoding=LST_ENCODING, errors='replace') as handle:
             first = next((line for line in handle if line.strip()), '')
     except FileNotFoundError:
         raise UserError('list file %s does not exist' % lst_path) from None
@@ -269,22 +272,35 @@ def _warn_skipped(prepared, skipped):
                    file=sys.stderr)
 
 
-def write_records(entries, prepare, rec_path, idx_path, num_thread, progress, name):
+def _unpackable(prepared, root):
+    """The :class:`BadItem` for an image that cannot be packed (when not skipping)."""
+    return BadItem('image %s (.lst index %d) cannot be packed: %s'
+                   % (os.path.join(root, prepared.path), prepared.index, prepared.problem))
+
+
+def write_records(entries, prepare, rec_path, idx_path, num_thread, progress, name, skip_bad=True, root=''):
     """Prepare every entry on ``num_thread`` threads and write the records in ``.lst`` order.
+
+    Parameters
+    ----------
+    skip_bad : bool
+        Skip an unreadable image with a warning; False raises :class:`BadItem` naming it (under ``root``).
 
     Returns
     -------
     dict
-        ``images`` written, ``bytes`` of the ``.rec``, ``skipped`` images.
+        ``images`` written, ``bytes`` of the ``.rec``, ``skipped`` images and their ``skipped_indices``.
     """
     writer = IndexedRecordWriter(rec_path)
-    images = skipped = 0
+    images, skipped_indices = 0, []
     bar = tqdm(total=len(entries), unit='img', desc='packing %s' % name, disable=not progress, file=sys.stderr)
     try:
         for prepared in ordered_map(prepare, entries, num_thread):
             if prepared.chunks is None:
-                skipped += 1
-                _warn_skipped(prepared, skipped)
+                if not skip_bad:
+                    raise _unpackable(prepared, root)
+                skipped_indices.append(prepared.index)
+                _warn_skipped(prepared, len(skipped_indices))
             else:
                 writer.write(prepared.index, prepared.chunks, prepared.size)
                 images += 1
@@ -295,7 +311,7 @@ def write_records(entries, prepare, rec_path, idx_path, num_thread, progress, na
     finally:
         bar.close()
     writer.close(idx_path)
-    return dict(images=images, bytes=writer.offset, skipped=skipped)
+    return dict(images=images, bytes=writer.offset, skipped=len(skipped_indices), skipped_indices=skipped_indices)
 
 
 def output_prefix(lst_path, prefix=None):
@@ -305,7 +321,7 @@ def output_prefix(lst_path, prefix=None):
 
 
 def pack_records(lst_path, root, prefix=None, num_thread=None, quality=PACK['quality'], encoding=PACK['encoding'],
-                 resize=PACK['resize'], pass_through=PACK['pass_through'], progress=True, color=1):
+                 resize=PACK['resize'], pass_through=PACK['pass_through'], progress=True, color=1, skip_bad=True):
     """Pack the images of a detection ``.lst`` into ``<prefix>.rec`` + ``<prefix>.idx``.
 
     Parameters
@@ -331,11 +347,15 @@ def pack_records(lst_path, root, prefix=None, num_thread=None, quality=PACK['qua
         Show a progress bar (images/s, ETA).
     color : {1, 0, -1}
         Re-encode in color, grayscale, or the image's own channels.
+    skip_bad : bool
+        Skip a missing or undecodable image with a warning (MXNet's im2rec does); False stops at the first
+        with :class:`~dataset.imdb.BadItem` naming it, and writes nothing.
 
     Returns
     -------
     dict
-        ``images`` written, ``bytes`` of the ``.rec``, ``seconds`` taken, ``skipped`` images.
+        ``images`` written, ``bytes`` of the ``.rec``, ``seconds`` taken, ``skipped`` images and their
+        ``skipped_indices`` (``.lst`` indices).
     """
     start = time.perf_counter()
     options = check_options(quality, encoding, resize, color, pass_through)
@@ -350,7 +370,7 @@ def pack_records(lst_path, root, prefix=None, num_thread=None, quality=PACK['qua
     prepare = functools.partial(prepare_record, root=root, image_bytes=image_bytes, options=options)
     with atomic_paths(prefix + '.rec', prefix + '.idx') as (rec_temp, idx_temp):
         result = write_records(entries, prepare, rec_temp, idx_temp, 1 if pass_through else num_thread, progress,
-                               os.path.basename(prefix + '.rec'))
+                               os.path.basename(prefix + '.rec'), skip_bad=skip_bad, root=root)
         if not result['images']:
             raise UserError('none of the %d images of %s could be read under %s; check the root argument'
                             % (len(entries), lst_path, root))
@@ -384,6 +404,9 @@ def parse_args(argv=None):
                         help='1: color, 0: grayscale, -1: the image\'s own channels (re-encoding only)')
     parser.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True,
                         help='show a progress bar')
+    parser.add_argument('--skip-bad', action=argparse.BooleanOptionalAction, default=True,
+                        help='skip missing or undecodable images with a warning, as MXNet\'s im2rec does '
+                             '(--no-skip-bad: stop at the first, writing nothing)')
     return parser.parse_args(argv)
 
 
@@ -392,9 +415,13 @@ def main(args):
         raise UserError('add --pack-label: tools/im2rec.py packs detection lists, and a record without its boxes '
                         'cannot train a detector')
     lst_path = output_prefix(args.prefix) + '.lst'
-    result = pack_records(lst_path, args.root, num_thread=args.num_thread, quality=args.quality,
-                          encoding=args.encoding, resize=args.resize, pass_through=args.pass_through,
-                          progress=args.progress, color=args.color)
+    try:
+        result = pack_records(lst_path, args.root, num_thread=args.num_thread, quality=args.quality,
+                              encoding=args.encoding, resize=args.resize, pass_through=args.pass_through,
+                              progress=args.progress, color=args.color, skip_bad=args.skip_bad)
+    except BadItem as err:
+        raise UserError('%s; fix or remove it, or drop --no-skip-bad to skip unreadable images with a warning'
+                        % err) from None
     print('packed %d images (%d skipped) into %s.rec: %.1f MB in %.1f s, %.0f img/s' % (
         result['images'], result['skipped'], output_prefix(lst_path), result['bytes'] / 1e6, result['seconds'],
         result['images'] / max(result['seconds'], 1e-9)))

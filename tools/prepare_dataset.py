@@ -4,16 +4,31 @@ Example::
 
     python tools/prepare_dataset.py --dataset pascal --year 2007,2012 --set trainval \\
         --root DATA/VOCdevkit --target data/train.lst
+
+Bad input:
+
+- an unreadable item (a missing or undecodable image, an empty or malformed annotation file, a bad YOLO line,
+  a malformed COCO entry) stops the job with one line naming the file and suggesting ``--skip-bad``, which
+  skips each such item with a warning and counts them at the end; the ``.lst`` then lists only what was
+  packed;
+- an object whose class is not in the class list stops it with a line listing the known classes;
+  ``--skip-unknown`` leaves such objects out, counted in the summary (with ``--class-names`` for VOC or COCO,
+  the classes outside the list are left out without that flag: the list chooses a subset);
+- boxes crossing the image border are clipped to it, and boxes without area (after clipping, or
+  ``xmax <= xmin``) are dropped; both are counted in the summary. Images without objects are packed.
 """
 import argparse
 import itertools
 import os
+import sys
 
 from config.defaults import PACK
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
+from core.atomic import atomic_open
 from dataset.coco import load_coco
-from dataset.imdb import classes_path_for, concat_imdbs, read_class_names
+from dataset.imdb import SKIPPED_NOTE, BadItem, classes_path_for, concat_imdbs, read_class_names
+from dataset.lst import LST_ENCODING
 from dataset.pascal_voc import load_pascal_voc
 from dataset.yolo import load_yolo
 
@@ -40,6 +55,12 @@ def parse_args(argv=None):
     parser.add_argument('--pass-through', action='store_true',
                         help='store the image bytes unchanged instead of re-encoding them')
     parser.add_argument('--quality', type=int, help='JPEG quality when re-encoding (default %d)' % PACK['quality'])
+    parser.add_argument('--skip-bad', action='store_true',
+                        help='skip unreadable items (missing or undecodable images, malformed or empty annotation '
+                             'files, bad label lines) with a warning each, instead of stopping at the first')
+    parser.add_argument('--skip-unknown', action='store_true',
+                        help='leave out objects whose class is not in the class list (counted) instead of '
+                             'stopping at the first')
     return parser.parse_args(argv)
 
 
@@ -47,19 +68,41 @@ def main(args):
     """Load, write ``<target>``, ``<target>.classes``, pack, print the summary; returns the joined Imdb."""
     configure_threads()
     check_args(args)
-    imdb = load_dataset(args)
-    if imdb.num_images == 0:
-        raise UserError('%s holds no images; check --root and --set' % imdb.name)
-    imdb.write_lst(args.target, shuffle=args.shuffle, seed=args.shuffle_seed)
-    imdb.write_classes(classes_path_for(args.target))
-    packed = pack(args, imdb.root) if args.pack else None
+    try:
+        imdb = load_dataset(args)
+        if imdb.num_images == 0:
+            raise UserError('%s holds no %simages; check --root and --set'
+                            % (imdb.name, 'readable ' if imdb.skipped else ''))
+        imdb.write_lst(args.target, shuffle=args.shuffle, seed=args.shuffle_seed)
+        imdb.write_classes(classes_path_for(args.target))
+        packed = pack(args, imdb.root) if args.pack else None
+    except BadItem as err:
+        raise UserError('%s; fix or remove it, or pass --skip-bad to skip unreadable items with a warning each'
+                        % err) from None
+    if packed and packed.get('skipped_indices'):
+        drop_lst_lines(args.target, packed['skipped_indices'])
+        imdb = imdb.without(packed['skipped_indices'])
     print(imdb.summary())
     print('wrote %s and %s' % (args.target, classes_path_for(args.target)))
     if packed:
         print('packed %d images (%d skipped) into %s.rec + .idx: %.1f MB in %.1f s' % (
             packed['images'], packed['skipped'], os.path.splitext(args.target)[0], packed['bytes'] / 1e6,
             packed['seconds']))
+    if imdb.stats[SKIPPED_NOTE]:
+        count = imdb.stats[SKIPPED_NOTE]
+        print('warning: skipped %d unreadable item%s (--skip-bad), each named above; %s lists only the others'
+              % (count, 's' if count > 1 else '', args.target), file=sys.stderr)
     return imdb
+
+
+def drop_lst_lines(lst_path, indices):
+    """Rewrite ``lst_path`` without the lines whose index is in ``indices`` (images packing had to skip), so
+    that the list names exactly the packed records."""
+    drop = set(indices)
+    with open(lst_path, encoding=LST_ENCODING) as handle:
+        lines = handle.read().splitlines(keepends=True)
+    with atomic_open(lst_path, encoding=LST_ENCODING) as handle:
+        handle.writelines(line for line in lines if int(line.split('\t', 1)[0]) not in drop)
 
 
 def check_args(args):
@@ -92,16 +135,19 @@ def load_dataset(args):
         raise UserError('--root %s does not exist' % args.root)
     classes = read_class_names(args.class_names) if args.class_names else None
     sets = split_list(args.image_set)
+    skips = dict(progress=True, skip_bad=args.skip_bad, skip_unknown=args.skip_unknown)
     if args.dataset == 'pascal':
+        # names outside an explicit --class-names are left out on purpose (a subset), not unknown
+        skips['skip_unknown'] = args.skip_unknown or classes is not None
         imdbs = [load_pascal_voc(args.root, year, image_set, classes=classes,
-                                 use_difficult=not args.exclude_difficult, progress=True)
+                                 use_difficult=not args.exclude_difficult, **skips)
                  for year, image_set in itertools.product(split_list(args.year), sets)]
     elif args.dataset == 'coco':
-        imdbs = [load_coco(args.root, image_set, classes=classes, use_crowd=not args.exclude_difficult,
-                           progress=True) for image_set in sets]
+        imdbs = [load_coco(args.root, image_set, classes=classes, use_crowd=not args.exclude_difficult, **skips)
+                 for image_set in sets]
     else:
         classes_file = args.class_names or yolo_classes_file(args.root)
-        imdbs = [load_yolo(args.root, image_set, classes_file, progress=True) for image_set in sets]
+        imdbs = [load_yolo(args.root, image_set, classes_file, **skips) for image_set in sets]
     return concat_imdbs(imdbs)
 
 
@@ -119,7 +165,7 @@ def pack(args, root):
     quality = PACK['quality'] if args.quality is None else args.quality
     return pack_records(args.target, root, num_thread=args.num_thread, quality=quality,
                         encoding=PACK['encoding'], resize=PACK['resize'], pass_through=args.pass_through,
-                        progress=True)
+                        progress=True, skip_bad=args.skip_bad)
 
 
 if __name__ == '__main__':

@@ -25,7 +25,7 @@ from core.checkpoint import checkpoint_num_classes, load_optimizer_states
 from core.checkpoint import read_checkpoint_file as checkpoint_file
 from core.devices import contexts_for
 from core.run_dir import RunDir, default_prefix
-from dataset.imdb import classes_path_for, read_class_names
+from dataset.imdb import check_same_classes, classes_path_for, read_class_names
 from dataset.iterator import DetRecordIter, shared_label_width
 from evaluate.report import format_ap_table
 from evaluate.runner import map_metric
@@ -44,6 +44,7 @@ def check_paths(data):
                        ('--train-list', data.train_list), ('--val-list', data.val_list)):
         if path and not os.path.isfile(path):
             raise UserError('%s %s does not exist' % (flag, path))
+    check_same_classes(data.train_path, data.val_path)   # label ids must mean the same classes in both
 
 
 def resolve_classes(train_path, num_class, class_names):
