@@ -6,6 +6,7 @@ cannot leave a renamed but empty file (the bytes are fsync'ed before the rename,
 import contextlib
 import json
 import os
+import re
 
 
 def temporary_name(path):
@@ -100,3 +101,29 @@ def write_json(path, value, **dump_options):
     with atomic_open(path) as handle:
         json.dump(value, handle, **dump_options)
     return path
+
+
+TEMPORARY = re.compile(r'^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$')
+
+
+def process_alive(pid):
+    """Whether process ``pid`` exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:      # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory, stem=''):
+    """Remove the temporaries (``.<name>.tmp-<pid>``) that killed processes left in ``directory`` for outputs
+    whose name starts with ``stem``; those of running processes stay. Returns the names removed."""
+    removed = []
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        match = TEMPORARY.match(name)
+        if match and match.group('name').startswith(stem) and not process_alive(int(match.group('pid'))):
+            _remove_quietly(os.path.join(directory, name))
+            removed.append(name)
+    return removed

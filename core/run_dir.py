@@ -28,7 +28,7 @@ from config.defaults import CLASSES_SUFFIX, DEPLOY
 from config.errors import UserError
 from config.schema import FLAG_KEYS, apply, flat_overrides, flatten, read_yaml, schema, to_yaml
 from core import checkpoint
-from core.atomic import atomic_open, atomic_paths, write_json
+from core.atomic import atomic_open, atomic_paths, remove_stale_temporaries, write_json
 
 CONFIG_YAML, CONFIG_JSON = '-config.yaml', '-config.json'
 
@@ -185,6 +185,11 @@ class RunDir:
         """The newest complete checkpoint in words, for messages."""
         newest = self.newest_position()
         return self.params_path(*newest) if newest else 'none was saved yet'
+
+    def remove_stale_temporaries(self):
+        """Remove the temporaries a killed run left beside this run's files; returns their names."""
+        directory, stem = os.path.split(os.path.abspath(self.prefix))
+        return remove_stale_temporaries(directory, stem)
 
     def remove_mid_epoch_before(self, epoch):
         """Remove the mid-epoch checkpoints that epoch ``epoch``'s full checkpoint supersedes."""

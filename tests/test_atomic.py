@@ -77,3 +77,14 @@ def test_every_file_is_synced_before_it_is_renamed(tmp_path, monkeypatch):
     (temp, synced_before), = renamed
     assert temp in synced_before                  # the temporary's bytes were on disk before the rename
     assert str(tmp_path) in synced                # and the directory after it
+
+
+def test_temporaries_of_killed_processes_are_removed_and_running_ones_kept(tmp_path):
+    from core.atomic import remove_stale_temporaries
+    dead = 2 ** 22 + 12345                        # above Linux's pid_max default: no such process
+    names = ['.run-0001.params.tmp-%d' % dead, '.run-0001.params.tmp-%d' % os.getpid(),
+             '.other.rec.tmp-%d' % dead, 'run-0001.params']
+    for name in names:
+        (tmp_path / name).write_text('x')
+    assert remove_stale_temporaries(str(tmp_path), 'run') == ['.run-0001.params.tmp-%d' % dead]
+    assert sorted(os.listdir(tmp_path)) == sorted(names[1:])

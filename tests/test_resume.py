@@ -151,9 +151,11 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_epoch_loadable(data, 
     assert run.newest_position() == (1, 0)                       # epoch 2's set has no marker: not complete
     run.read_params(1)
     mx.sym.load(run.symbol_path)                                   # the shared graph file was never absent
+    assert no_temporaries(str(tmp_path))                          # the killed write's, until the next run starts
     status, err = run_train(data[0], prefix, '--resume', 'last')
     assert status == 0, err[-2000:]
     assert_same_weights(prefix, straight)
+    assert no_temporaries(str(tmp_path)) == [] and 'left by a killed run' in open(prefix + '.log').read()
 
 
 def limit_file_size(limit):

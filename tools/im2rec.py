@@ -47,7 +47,7 @@ from tqdm import tqdm
 from config.defaults import PACK
 from config.errors import UserError, run_cli
 from config.runtime import available_cores, configure_threads
-from core.atomic import atomic_paths
+from core.atomic import atomic_paths, remove_stale_temporaries
 from dataset.imdb import BadItem
 from dataset.lst import LST_ENCODING, inside_unit_square, read_lst
 from dataset.recordio import IndexedRecordWriter, frame_record, record_head
@@ -368,6 +368,7 @@ def pack_records(lst_path, root, prefix=None, num_thread=None, quality=PACK['qua
     prefix = output_prefix(lst_path, prefix)
     image_bytes = passed_through_image if pass_through else reencoded_image
     prepare = functools.partial(prepare_record, root=root, image_bytes=image_bytes, options=options)
+    remove_stale_temporaries(os.path.dirname(os.path.abspath(prefix)), os.path.basename(prefix) + '.')
     with atomic_paths(prefix + '.rec', prefix + '.idx') as (rec_temp, idx_temp):
         result = write_records(entries, prepare, rec_temp, idx_temp, 1 if pass_through else num_thread, progress,
                                os.path.basename(prefix + '.rec'), skip_bad=skip_bad, root=root)

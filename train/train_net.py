@@ -525,6 +525,8 @@ def replay_shuffles(train_iter, epochs):
 def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callbacks):
     """:func:`train_net` after the configuration is resolved and logging is set up."""
     LOG.info('checkpoint prefix: %s', run_dir.prefix)
+    for name in run_dir.remove_stale_temporaries():
+        LOG.info('removed %s, left by a killed run', name)
     seed_everything(config.run.seed)
     data, model = config.data, config.model
     train_iter, val_iter = build_iterators(config)
