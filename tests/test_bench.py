@@ -77,7 +77,7 @@ def test_quick_run_writes_valid_rows(quick_run):
     assert results['failures'] == [] and results['skipped'] == []
     assert sorted(os.listdir(folder)) == sorted(part + '_results.json' for part in parts)   # no temporary left
     assert not [name for name in os.listdir(os.path.dirname(folder)) if '.tmp' in name]
-    rows = results['rows']
+    rows = list(results['rows'])
     # time to accuracy writes no rows in a quick run: a scaled-down training would not measure it
     assert [row['part'] for row in rows] == (['data'] * 3 + ['metric'] * 2 + ['inference'] * 2 + ['train_step'] * 2
                                              + ['soak'])
