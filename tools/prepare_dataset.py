@@ -58,6 +58,11 @@ def parse_args(argv=None):
     parser.add_argument('--skip-bad', action='store_true',
                         help='skip unreadable items (missing or undecodable images, malformed or empty annotation '
                              'files, bad label lines) with a warning each, instead of stopping at the first')
+    parser.add_argument('--num-parts', '--chunks', type=int, default=None, dest='num_parts',
+                        help='pack into N parts <target>-0000i-of-0000N.rec/.idx/.lst with a manifest <target>.json; '
+                             'a rerun after a kill keeps the finished parts (MXNet\'s im2rec calls it --chunks)')
+    parser.add_argument('--force', action='store_true',
+                        help='with --num-parts: repack every part, also the finished ones')
     parser.add_argument('--skip-unknown', action='store_true',
                         help='leave out objects whose class is not in the class list (counted) instead of '
                              'stopping at the first')
@@ -75,6 +80,8 @@ def main(args):
                             % (imdb.name, 'readable ' if imdb.skipped else ''))
         imdb.write_lst(args.target, shuffle=args.shuffle, seed=args.shuffle_seed)
         imdb.write_classes(classes_path_for(args.target))
+        if args.pack and args.num_parts:
+            return pack_in_parts(args, imdb)
         packed = pack(args, imdb.root) if args.pack else None
     except BadItem as err:
         raise UserError('%s; fix or remove it, or pass --skip-bad to skip unreadable items with a warning each'
@@ -116,6 +123,10 @@ def check_args(args):
                         'e.g. --set train2017' % args.dataset)
     if args.dataset == 'yolo' and args.exclude_difficult:
         raise UserError('--exclude-difficult: YOLO labels have no difficult flag')
+    if args.num_parts is not None and args.num_parts < 1:
+        raise UserError('--num-parts %d must be at least 1' % args.num_parts)
+    if args.force and not args.num_parts:
+        raise UserError('--force applies to --num-parts (finished parts are kept without it)')
     if not args.pack and (args.num_thread is not None or args.pass_through or args.quality is not None):
         raise UserError('--num-thread, --pass-through and --quality only affect packing; drop them or --no-pack')
     if args.quality is not None and not 1 <= args.quality <= 100:
@@ -157,6 +168,23 @@ def yolo_classes_file(root):
     if not os.path.isfile(path):
         raise UserError('no class list: give --class-names (a file or a comma-separated list) or write %s' % path)
     return path
+
+
+def pack_in_parts(args, imdb):
+    """``--num-parts``: the parts and their manifest (tools/shards.py); prints a line per part and the totals."""
+    from tools.shards import manifest_path, pack_parts
+    quality = PACK['quality'] if args.quality is None else args.quality
+    options = dict(quality=quality, encoding=PACK['encoding'], resize=PACK['resize'], pass_through=args.pass_through)
+    source = dict(dataset=args.dataset, root=args.root, year=args.year, set=args.image_set,
+                  shuffle=args.shuffle, shuffle_seed=args.shuffle_seed, exclude_difficult=args.exclude_difficult)
+    manifest = pack_parts(args.target, imdb.root, args.num_parts, options, source=source, force=args.force,
+                          num_thread=args.num_thread)
+    print(imdb.summary())
+    stem = os.path.splitext(args.target)[0]
+    print('packed %d images into %d parts (%s): %.1f MB; manifest %s' % (
+        manifest['records'], manifest['num_parts'], ', '.join('%d' % part['records'] for part in manifest['parts']),
+        manifest['bytes'] / 1e6, manifest_path(stem)))
+    return imdb
 
 
 def pack(args, root):
