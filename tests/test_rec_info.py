@@ -285,9 +285,12 @@ def test_bad_paths_and_flags_are_one_line_errors(data, tmp_path, capsys):
     assert status == 1 and 'record 0 (byte 0): no record magic at byte 0; bytes 0-24 hold no readable record' in out
 
 
-def test_verify_notices_a_cut_image(tmp_path, capsys):
+def test_verify_notices_a_cut_image(tmp_path, capsys, monkeypatch):
     """A JPEG cut short decodes in OpenCV (grey where the bytes are missing, as MXNet's iterator would show it)
-    but not in Pillow: a damaged record."""
+    but not in Pillow: a damaged record, also after gluoncv.data (imported by other tests) has switched Pillow's
+    process-wide LOAD_TRUNCATED_IMAGES on."""
+    from PIL import ImageFile
+    monkeypatch.setattr(ImageFile, 'LOAD_TRUNCATED_IMAGES', True)
     rec = str(tmp_path / 'cut.rec')
     writer = IndexedRecordWriter(rec)
     noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)

@@ -46,7 +46,7 @@ import re
 import sys
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 from tqdm import tqdm
 
 from config.errors import UserError, run_cli
@@ -369,12 +369,16 @@ def decode_check(record):
         return record
     if not record.width:
         record.height, record.width = pixels.shape[:2]
+    strict = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False      # gluoncv.data sets it True for the whole process on import
     try:
         with Image.open(io.BytesIO(record.image)) as image:
             image.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         if not isinstance(err, UnidentifiedImageError):
             record.problems.append('image: damaged (Pillow: %s)' % str(err).split('\n')[0][:120])
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = strict
     return record
 
 
