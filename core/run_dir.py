@@ -22,11 +22,9 @@ import json
 import os
 import re
 
-from omegaconf import OmegaConf
-
 from config.defaults import CLASSES_SUFFIX, DEPLOY
 from config.errors import UserError
-from config.schema import FLAG_KEYS, apply, flat_overrides, flatten, read_yaml, schema, to_yaml
+from config.schema import FLAG_KEYS, apply, flat_overrides, merge_file, schema, to_yaml
 from core import checkpoint
 from core.atomic import atomic_open, atomic_paths, remove_stale_temporaries, write_json
 
@@ -218,8 +216,7 @@ class RunDir:
         """The run's configuration on the schema: ``<prefix>-config.yaml``, else an older run's
         ``<prefix>-config.json`` (flat names mapped onto the schema); None when there is neither."""
         if os.path.isfile(self.config_path):
-            loaded = read_yaml(self.config_path, 'the run configuration')
-            return apply(schema(), dict(flatten(OmegaConf.to_container(loaded))), self.config_path + ':')
+            return merge_file(schema(), self.config_path, 'the run configuration')
         legacy = self.read_legacy_config()
         if legacy is None:
             return None
@@ -255,9 +252,6 @@ class RunDir:
     def read_trainer_state(self, epoch, batch=0):
         """The trainer's state saved with a checkpoint, or None (checkpoints of older runs have none)."""
         return read_json_file(self.trainer_state_path(epoch, batch), 'remove it to resume without the hook state')
-
-    def write_trainer_state(self, epoch, state):
-        write_json(self.trainer_state_path(epoch), state, indent=1)
 
     def frozen_params(self, epoch, batch=0):
         """The parameters a checkpoint was trained with fixed, or None when no record says."""
