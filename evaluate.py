@@ -37,7 +37,9 @@ def parse_args(argv=None):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group('data')
-    data.add_argument('--rec-path', default=DEFAULTS.data.val_path, help='validation .rec (its .idx next to it)')
+    data.add_argument('--rec-path', default=DEFAULTS.data.val_path,
+                      help='validation .rec (its .idx next to it), or a set: a parts manifest .json, a glob '
+                           '"data/val-*.rec" or a comma-separated list')
     data.add_argument('--list-path', default=DEFAULTS.data.val_list,
                       help='optional detection .lst whose labels replace those stored in the .rec (as MXNet\'s '
                            'example; DetRecordIter path_imglist=)')

@@ -36,9 +36,10 @@ def key(default, help, factory=None):
 
 @dataclasses.dataclass
 class DataConfig:
-    train_path: str = key('data/train.rec', 'training .rec (its .classes next to it names the classes)')
+    train_path: str = key('data/train.rec', 'training .rec, or a set read as one: parts manifest .json, '
+                          'glob, a,b.rec')
     train_list: str = key('', 'optional .lst whose labels replace those in the train .rec')
-    val_path: str = key('data/val.rec', "validation .rec; '' skips validation")
+    val_path: str = key('data/val.rec', "validation .rec or set (as --train-path); '' skips validation")
     val_list: str = key('', 'optional .lst whose labels replace those in the val .rec')
     num_example: Optional[int] = key(None, "MXNet example's image count: ignored, the .rec's count is used")
     batch_size: int = key(32, 'images per batch, summed over devices')

@@ -237,8 +237,14 @@ def check_same_classes(*paths):
     *paths : str
         e.g. the train and validation ``.rec``; empty strings are ignored.
     """
-    lists = [(classes_path_for(path), read_class_names(classes_path_for(path))) for path in paths
-             if path and os.path.isfile(classes_path_for(path))]
+    check_same_class_lists([(read_class_names(classes_path_for(path)), classes_path_for(path)) for path in paths
+                            if path and os.path.isfile(classes_path_for(path))])
+
+
+def check_same_class_lists(lists):
+    """Raise :class:`UserError` when the class lists ``[(names, where they came from), ...]`` disagree; an empty
+    list of names (nothing says what the ids mean) is not compared."""
+    lists = [(source, tuple(names)) for names, source in lists if names]
     for (first_path, first), (other_path, other) in zip(lists, lists[1:]):
         if other != first:
             raise UserError('class lists differ: %s names %d classes (%s) but %s names %d (%s); %s; pack both '

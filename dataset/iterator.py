@@ -55,6 +55,7 @@ from dataset.lst import (
     split_label,
     to_six_columns,
 )
+from dataset.record_set import reader_path, resolve_inputs, worker_shares
 from dataset.recordio import (
     NO_OBJECT_ROW,
     check_index_matches,
@@ -66,7 +67,8 @@ from dataset.recordio import (
 )
 
 RAW_INFO_WIDTH = 4                       # [channels, rows, cols, label length] before each raw label
-_RESERVED_PARAMS = ('label_width', 'label_pad_value', 'mean_r', 'mean_g', 'mean_b')  # set by DetRecordIter
+_RESERVED_PARAMS = ('label_width', 'label_pad_value', 'mean_r', 'mean_g', 'mean_b', 'path_imgrec',
+                    'num_parts', 'part_index')  # set by DetRecordIter
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -268,8 +270,8 @@ def shared_label_width(*paths):
     Parameters
     ----------
     *paths : str
-        ``.rec`` files (labels stored in the records) and/or ``.lst`` files (labels given to the
-        iterator as ``path_imglist``).
+        ``.rec`` files or sets of them (labels stored in the records; dataset/record_set.py) and/or ``.lst``
+        files (labels given to the iterator as ``path_imglist``).
 
     Returns
     -------
@@ -281,7 +283,7 @@ def shared_label_width(*paths):
         if path.endswith('.lst'):
             widths.append(_most_objects(list_objects(path))[0])
         else:
-            widths.append(scan_records(path).max_objects)
+            widths.extend(scan_records(part.rec).max_objects for part in resolve_inputs(path))
     return max(widths)
 
 
@@ -387,13 +389,46 @@ def unpack_raw_labels(raw, label_width, pad=0):
     return out
 
 
+def check_worker(num_parts, part_index):
+    """UserError unless ``0 <= part_index < num_parts`` are whole numbers."""
+    if int(num_parts) != num_parts or num_parts < 1:
+        raise UserError('num_parts %r must be a positive whole number (the workers sharing the data)' % (num_parts,))
+    if int(part_index) != part_index or not 0 <= part_index < num_parts:
+        raise UserError('part_index %r must be a whole number in [0, %d) (this worker\'s rank)'
+                        % (part_index, num_parts))
+
+
+def checked_scan(part):
+    """:func:`scan_records` of one part, checked against its manifest's record count when it has one."""
+    stats = scan_records(part.rec)
+    if part.manifest_records is not None and part.manifest_records != stats.num_records:
+        raise UserError('%s holds %d records but %s says %d; the part was repacked after the manifest was '
+                        'written: run tools/prepare_dataset.py again (it rewrites both)'
+                        % (part.rec, stats.num_records, part.manifest, part.manifest_records))
+    return stats
+
+
+def shared_layout(stats):
+    """The ``(header_width, object_width)`` all files share; UserError naming two files that differ."""
+    first = stats[0]
+    for item in stats[1:]:
+        if (item.header_width, item.object_width) != (first.header_width, first.object_width):
+            raise UserError('%s and %s store labels of other layouts (header, object width) %s and %s; pack '
+                            'them from lists of one format' % (first.path, item.path,
+                                                               (first.header_width, first.object_width),
+                                                               (item.header_width, item.object_width)))
+    return first.header_width, first.object_width
+
+
 class DetRecordIter(mx.io.DataIter):
-    """Batches of augmented images and their boxes from a detection ``.rec`` (C++ decoding threads).
+    """Batches of augmented images and their boxes from detection records (C++ decoding threads).
 
     Parameters
     ----------
-    path_imgrec : str
-        ``.rec`` packed by tools/im2rec.py (``.idx`` next to it).
+    path_imgrec : str or list of str
+        ``.rec`` packed by tools/im2rec.py (``.idx`` next to it); or several read as one set: a manifest of
+        parts (``data/train.json``), a glob (``'data/train-*.rec'``), a comma-separated list or a list
+        (dataset/record_set.py).
     batch_size : int
         Images per batch.
     data_shape : int or (3, H, W)
@@ -401,22 +436,29 @@ class DetRecordIter(mx.io.DataIter):
     mean_pixels : (3,) floats
         RGB values subtracted from every pixel.
     label_pad_width : int, optional
-        Object rows per image in the labels ("label width"). None: the most objects in one image of this
-        file (use :func:`shared_label_width` to give train and val iterators the same width).
+        Object rows per image in the labels ("label width"). None: the most objects in one image of these
+        files (use :func:`shared_label_width` to give train and val iterators the same width).
     path_imglist : str, optional
         A detection ``.lst`` whose labels replace those stored in the records (matched by record id).
     preset : str
         Augmentation preset in config/augmentation.py (``'ssd_train'``, ``'mirror'``, ``'val'``).
     std_pixels : (3,) floats
         RGB divisors applied after the mean is subtracted (1: none).
+    num_parts, part_index : int
+        Read only worker ``part_index``'s share of ``num_parts`` (distributed training): a split by bytes of
+        the files joined, each record read by exactly one worker (dataset/record_set.py).
     **augmentation
         ``mx.io.ImageDetRecordIter`` parameters overriding the preset (e.g. ``rand_mirror_prob=0``,
         ``preprocess_threads=2``, ``seed=1``); decoding threads default to ``decode_threads()``.
 
     Attributes
     ----------
+    parts : list of dataset.record_set.Part
+        The ``.rec`` files read, in order.
     num_records : int
-        Images in the ``.rec``.
+        Images this iterator reads per epoch (this worker's share).
+    worker_records : (num_parts,) int array
+        Images of every worker's share (all of them sum to the set's images).
     label_width : int
         Object rows per image in the labels.
     provide_data : [('data', (B, 3, H, W))]
@@ -432,38 +474,44 @@ class DetRecordIter(mx.io.DataIter):
 
     def __init__(self, path_imgrec, batch_size, data_shape, mean_pixels=DEFAULTS.data.mean_pixels,
                  label_pad_width=None, path_imglist='', preset='val', std_pixels=DEFAULTS.data.std_pixels,
-                 **augmentation):
+                 num_parts=1, part_index=0, **augmentation):
         if int(batch_size) != batch_size or batch_size < 1:
             raise UserError('batch size %r must be a positive whole number' % (batch_size,))
         if len(mean_pixels) != 3:
             raise UserError('mean_pixels %r must be three numbers (R, G, B)' % (mean_pixels,))
         if len(std_pixels) != 3 or min(std_pixels) <= 0:
             raise UserError('std_pixels %r must be three positive numbers (R, G, B)' % (std_pixels,))
+        check_worker(num_parts, part_index)
         super().__init__(int(batch_size))
-        self.path_imgrec = path_imgrec
+        self.parts = resolve_inputs(path_imgrec)
+        self.path_imgrec = ','.join(part.rec for part in self.parts)
         self.data_shape = as_data_shape(data_shape)
-        stats = scan_records(path_imgrec)
-        self.num_records = stats.num_records
+        stats = [checked_scan(part) for part in self.parts]
+        layout = shared_layout(stats)
+        self.worker_records = worker_shares(self.parts, num_parts)
+        self.num_records = int(self.worker_records[part_index])
+        if self.num_records == 0:
+            raise UserError('worker %d of %d gets no images of %s (%d images); use fewer workers'
+                            % (part_index, num_parts, self.path_imgrec, sum(item.num_records for item in stats)))
         labels = self._replacement_labels(stats, path_imglist)
         if labels is None:
-            layout, needed = (stats.header_width, stats.object_width), stats.max_objects
-            where = '%s record %d' % (path_imgrec, stats.max_objects_id)
+            most = max(stats, key=lambda item: item.max_objects)
+            needed, where = most.max_objects, '%s record %d' % (most.path, most.max_objects_id)
         else:
             layout, (needed, most_id) = (HEADER_WIDTH, OBJECT_WIDTH), _most_objects(labels)
-            where = '%s entry %d' % (path_imglist or path_imgrec, most_id)
+            where = '%s entry %d' % (path_imglist or self.path_imgrec, most_id)
         self.label_width = _resolve_label_width(label_pad_width, needed, where)
         params = iterator_params(preset, augmentation)
-        params.update(path_imgrec=path_imgrec, batch_size=self.batch_size, data_shape=self.data_shape,
+        params.update(path_imgrec=reader_path(self.parts), batch_size=self.batch_size, data_shape=self.data_shape,
                       label_pad_width=layout[0] + layout[1] * self.label_width,
-                      label_pad_value=LABEL_PAD_VALUE,
+                      label_pad_value=LABEL_PAD_VALUE, num_parts=int(num_parts), part_index=int(part_index),
                       mean_r=mean_pixels[0], mean_g=mean_pixels[1], mean_b=mean_pixels[2],
                       std_r=std_pixels[0], std_g=std_pixels[1], std_b=std_pixels[2])
         self._iter = self._create(params, labels)
         self.provide_data = [mx.io.DataDesc('data', (self.batch_size,) + self.data_shape)]
         self.provide_label = [mx.io.DataDesc('label', (self.batch_size, self.label_width, OBJECT_WIDTH))]
 
-    @staticmethod
-    def _replacement_labels(stats, path_imglist):
+    def _replacement_labels(self, stats, path_imglist):
         """Labels to hand to MXNet by id instead of those in the records, or None to use the records'.
 
         Returns
@@ -472,19 +520,24 @@ class DetRecordIter(mx.io.DataIter):
             ``{record_id: (N, 6)}`` from ``path_imglist`` when given; else, when some record has no objects
             but no object rows at all (MXNet cannot read those), the records' own labels.
         """
+        record_ids = np.concatenate([item.record_ids for item in stats])
         if path_imglist:
             labels = list_objects(path_imglist)
-            missing = sorted(set(stats.record_ids.tolist()) - set(labels))
+            missing = sorted(set(record_ids.tolist()) - set(labels))
             if missing:
                 raise UserError('%s has no line for record ids %s of %s; the list must name every record by '
-                                'its index' % (path_imglist, ', '.join(map(str, missing[:5])), stats.path))
+                                'its index' % (path_imglist, ', '.join(map(str, missing[:5])), self.path_imgrec))
             return labels
-        if stats.num_bare == 0:
+        if sum(item.num_bare for item in stats) == 0:
             return None
-        if len(np.unique(stats.record_ids)) != stats.num_records:
-            raise UserError('%s has images without objects and repeated record ids; pack it again with '
-                            'tools/im2rec.py' % stats.path)
-        return record_objects(stats.path)
+        if len(np.unique(record_ids)) != len(record_ids):
+            raise UserError('%s has images without objects and repeated record ids%s; pack %s with '
+                            'tools/im2rec.py' % (self.path_imgrec, ' across its files' if len(stats) > 1 else '',
+                                                 'the files from one .lst' if len(stats) > 1 else 'it again'))
+        labels = {}
+        for item in stats:
+            labels.update(record_objects(item.path))
+        return labels
 
     def _create(self, params, labels):
         """The C++ iterator (which decodes its first batch at once), with ``labels`` (if any) passed as a

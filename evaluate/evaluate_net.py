@@ -40,8 +40,8 @@ from config.errors import UserError
 from config.schema import DEFAULTS
 from core.atomic import atomic_paths, write_json
 from core.run_dir import RunDir
-from dataset.imdb import classes_path_for, read_class_names
 from dataset.iterator import DetRecordIter
+from dataset.record_set import class_names_for, resolve_inputs
 from evaluate.eval_metric import IGNORED, MApMetric, VOC07MApMetric, match_batch, precision_recall
 from evaluate.model import bind_detector, load_model
 from evaluate.report import format_ap_table
@@ -59,9 +59,10 @@ DETECTOR = 'model'                                 # the title of the one detect
 # ------------------------------------------------------------------------------------------ checks and paths
 def check_arguments(rec_path, batch_size, num_batch, overlap):
     """UserError naming the flag for values that cannot work."""
-    if not os.path.isfile(rec_path):
-        raise UserError('--rec-path %s does not exist; pack the validation set with tools/prepare_dataset.py'
-                        % rec_path)
+    try:
+        resolve_inputs(rec_path)
+    except UserError as err:
+        raise UserError('--rec-path: %s' % err) from None
     if int(batch_size) != batch_size or batch_size < 1:
         raise UserError('--batch-size %s must be a positive whole number' % batch_size)
     if num_batch is not None and (int(num_batch) != num_batch or num_batch < 1):
@@ -72,16 +73,16 @@ def check_arguments(rec_path, batch_size, num_batch, overlap):
 
 
 def check_data_classes(rec_path, class_names):
-    """Compare the ``.classes`` file next to the ``.rec`` (if any) with the model's class names.
+    """Compare the ``.classes`` file of the records (if any; dataset/record_set.py) with the model's class names.
 
     Another count, or the same names in another order, is a UserError (the label ids would mean other
     classes than the network's outputs); other names with the same count (e.g. ``class_0``... of a
     checkpoint without a class list) only print a warning.
     """
-    path = classes_path_for(rec_path)
-    if not os.path.isfile(path):
+    data_names, path = class_names_for(resolve_inputs(rec_path))
+    if not data_names:
         return
-    data_names, model_names = tuple(read_class_names(path)), tuple(class_names)
+    data_names, model_names = tuple(data_names), tuple(class_names)
     if data_names == model_names:
         return
     both = '%s lists %d classes (%s), the checkpoint has %d (%s)' % (

@@ -14,14 +14,17 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from config.defaults import PACK
 from config.errors import run_cli
-from dataset.iterator import record_objects
+from dataset.iterator import DetRecordIter, record_objects
 from evaluate import evaluate_net as evaluation
 from evaluate.eval_metric import MApMetric, VOC07MApMetric, area_average_precision
+from evaluate.evaluate_net import DETECTOR, load_detector
 from evaluate.model import load_model
-from evaluate.runner import Timing
+from evaluate.runner import Timing, run_detectors
 from tests.test_train import make_dataset, tiny_run
 from tools.scripts import load_script
+from tools.shards import pack_parts
 
 CLASSES = ('circle', 'square', 'triangle')
 NUM_VAL = 16
@@ -86,6 +89,39 @@ def test_whole_set_voc07_map_equals_the_training_validation_of_that_epoch(traine
     assert full.lines[2 + len(CLASSES)].split() == ['mAP', '%.4f' % summary['ap']['VOC07']['mAP'],
                                                    '%.4f' % summary['ap']['all-point']['mAP']]
     assert any('images/s' in line for line in full.lines)
+
+
+def detections_by_image(model, module, spec):
+    """``{image's ground-truth rows as a tuple: its (K, 6) detections}`` over one pass of ``spec``."""
+    found = {}
+
+    def keep(labels, detections):
+        for rows, boxes in zip(labels, detections[DETECTOR]):
+            found[tuple(np.round(rows[rows[:, 0] >= 0], 4).ravel())] = boxes[boxes[:, 0] >= 0]
+    batches = DetRecordIter(spec, 5, model.data_shape, model.mean_pixels, std_pixels=model.std_pixels, preset='val')
+    run_detectors({DETECTOR: module}, batches, [keep], progress=False)
+    return found
+
+
+def test_a_parts_manifest_scores_the_same_images_as_the_whole_rec(trained, full):
+    """The validation list packed in 3 parts and scored through its manifest: every image once, each with the
+    detections it gets from the whole .rec (the tiny model's scores tie across images, so the mAP itself depends
+    on the order of the images and is not compared)."""
+    target = str(trained.root / 'val_parts' / 'val.lst')
+    os.makedirs(os.path.dirname(target))
+    shutil.copy(str(trained.root / 'val.lst'), target)
+    shutil.copy(str(trained.root / 'val.classes'), str(trained.root / 'val_parts' / 'val.classes'))
+    options = dict(quality=PACK['quality'], encoding=PACK['encoding'], resize=PACK['resize'], pass_through=False)
+    pack_parts(target, str(trained.root / 'VOC'), 3, options, progress=False, num_thread=1)  # as prepare_dataset.py
+    manifest = str(trained.root / 'val_parts' / 'val.json')
+    summary, _ = run_script('--rec-path', manifest, '--prefix', trained.prefix, '--epoch', '2', '--batch-size', '5',
+                            '--out', str(trained.root / 'eval_parts'))
+    assert summary['num_images'] == full.summary['num_images'] == NUM_VAL
+    assert summary['num_ground_truth'] == full.summary['num_ground_truth']
+    model, module = load_detector(trained.prefix, 2, [mx.cpu()], 5)
+    whole, parts = (detections_by_image(model, module, spec) for spec in (trained.val_rec, manifest))
+    assert len(whole) == NUM_VAL and sorted(parts) == sorted(whole)
+    assert all(np.allclose(parts[key], whole[key], atol=1e-5) for key in whole)
 
 
 def test_num_batch_one_scores_exactly_one_batch(trained, tmp_path):

@@ -17,7 +17,9 @@ from config.augmentation import PRESETS
 from config.errors import UserError, run_cli
 from config.runtime import configure_threads
 from config.schema import DEFAULTS
-from dataset.imdb import classes_path_for, read_class_names
+from dataset.imdb import read_class_names
+from dataset.record_set import class_names_for as record_class_names
+from dataset.record_set import resolve_inputs
 
 
 def parse_args(argv=None):
@@ -36,13 +38,14 @@ def parse_args(argv=None):
 
 
 def class_names_for(path_imgrec, spec=None):
-    """Names from ``spec`` (file or comma list), else from the ``.classes`` next to the ``.rec``, else ()."""
+    """Names from ``spec`` (file or comma list), else from the ``.classes`` of the records, else ()."""
     if spec:
         return read_class_names(spec)
-    path = classes_path_for(path_imgrec)
-    if os.path.isfile(path):
-        return read_class_names(path)
-    print('note: %s not found and no --class-names given; boxes are labelled with class numbers' % path)
+    names, _ = record_class_names(resolve_inputs(path_imgrec))
+    if names:
+        return tuple(names)
+    print('note: %s has no .classes file and no --class-names was given; boxes are labelled with class numbers'
+          % path_imgrec)
     return ()
 
 

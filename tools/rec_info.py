@@ -37,9 +37,7 @@ import argparse
 import collections
 import concurrent.futures
 import dataclasses
-import glob
 import io
-import json
 import math
 import os
 import re
@@ -52,14 +50,13 @@ from tqdm import tqdm
 from config.errors import UserError, run_cli
 from config.runtime import available_cores, configure_threads
 from core.atomic import write_json
-from dataset.imdb import classes_path_for, read_class_names
 from dataset.lst import inside_unit_square, read_lst, split_label, to_six_columns
+from dataset.record_set import class_names_for, resolve_inputs
 from dataset.recordio import (
     FIRST,
     IR_HEADER,
     MAGIC_WORD,
     WHOLE,
-    check_record_files,
     idx_path_for,
     read_index,
     read_record_head,
@@ -101,107 +98,6 @@ def parse_args(argv=None):
     parser.add_argument('--num-thread', type=int, default=None, help='image decoding threads (default: all cores)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     return parser.parse_args(argv)
-
-
-# --- inputs ------------------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class Part:
-    """One ``.rec`` to read, and where it came from."""
-    rec: str
-    manifest: str = ''                     # the manifest that listed it ('' for a .rec given directly)
-    manifest_classes: tuple = ()           # the manifest's "classes"
-    manifest_records: int = None           # the manifest's "records" for this part, when it says
-
-
-def _has_glob(text):
-    return any(char in text for char in '*?[')
-
-
-def read_manifest(path):
-    """The parts listed by a manifest ``{"parts": [{"rec": ...}, ...]}`` (paths relative to its folder)."""
-    if not os.path.isfile(path):
-        raise UserError('manifest %s does not exist; give a manifest written by tools/prepare_dataset.py '
-                        '--num-parts, or the .rec files' % path)
-    try:
-        with open(path, encoding='utf-8') as handle:
-            manifest = json.load(handle)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise UserError('manifest %s is not JSON (%s); give a manifest written by tools/prepare_dataset.py '
-                        '--num-parts, or the .rec files' % (path, err)) from None
-    parts = manifest.get('parts') if isinstance(manifest, dict) else None
-    if not isinstance(parts, list) or not parts:
-        raise UserError('manifest %s has no "parts" list; expected {"parts": [{"rec": "name.rec"}, ...]} with '
-                        'paths relative to its folder' % path)
-    classes = manifest.get('classes') or ()
-    folder = os.path.dirname(os.path.abspath(path))
-    found = []
-    for number, part in enumerate(parts):
-        if not isinstance(part, dict) or not isinstance(part.get('rec'), str) or not part['rec']:
-            raise UserError('manifest %s part %d has no "rec" path; each part must be {"rec": "name.rec", ...}'
-                            % (path, number))
-        records = part.get('records')
-        found.append(Part(os.path.normpath(os.path.join(folder, part['rec'])), path,
-                          tuple(classes) if isinstance(classes, list) else (),
-                          records if isinstance(records, int) and not isinstance(records, bool) else None))
-    return found
-
-
-def _one_input(spec):
-    if _has_glob(spec):
-        matches = sorted(glob.glob(spec))
-        if not matches:
-            raise UserError('no file matches %s; give .rec files, a glob of them or a manifest .json' % spec)
-        return [part for match in matches for part in _one_input(match)]
-    extension = os.path.splitext(spec)[1].lower()
-    if os.path.isdir(spec):
-        raise UserError('%s is a folder; give .rec files, a glob like %s or a manifest .json'
-                        % (spec, os.path.join(spec, '*.rec')))
-    if extension == '.json':
-        return read_manifest(spec)
-    if extension in ('.lst', '.idx', '.classes'):
-        raise UserError('%s is not a record file; give the .rec packed from it (%s)'
-                        % (spec, os.path.splitext(spec)[0] + '.rec'))
-    if extension != '.rec':
-        raise UserError('%s is neither a .rec file nor a manifest .json' % spec)
-    return [Part(spec)]
-
-
-def resolve_inputs(specs):
-    """``.rec`` paths, globs and manifests -> the list of :class:`Part` to read, each file once, in order.
-
-    Raises
-    ------
-    UserError
-        Naming a path that matches nothing, is missing, is not a ``.rec`` or manifest, or lacks its ``.idx``.
-    """
-    parts, seen = [], set()
-    for spec in specs:
-        for part in _one_input(spec):
-            key = os.path.realpath(part.rec)
-            if key not in seen:
-                seen.add(key)
-                check_record_files(part.rec)
-                parts.append(part)
-    return parts
-
-
-def class_names_for(parts):
-    """``(names, where they came from)``: the ``.classes`` next to the ``.rec`` files (all the same), else the
-    manifest's classes or the ``.classes`` next to it; ``((), '')`` when nothing names them."""
-    found = []
-    for part in parts:
-        path = classes_path_for(part.rec)
-        if os.path.isfile(path):
-            found.append((read_class_names(path), path))
-        elif part.manifest_classes:
-            found.append((part.manifest_classes, part.manifest))
-        elif part.manifest and os.path.isfile(classes_path_for(part.manifest)):
-            found.append((read_class_names(classes_path_for(part.manifest)), classes_path_for(part.manifest)))
-    for names, path in found[1:]:
-        if names != found[0][0]:
-            raise UserError('class lists differ: %s names %s but %s names %s; inspect files packed with the same '
-                            'classes together' % (found[0][1], ', '.join(found[0][0]), path, ', '.join(names)))
-    return found[0] if found else ((), '')
 
 
 # --- reading records ---------------------------------------------------------------------------------------------

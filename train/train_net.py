@@ -25,8 +25,9 @@ from core.checkpoint import checkpoint_num_classes, load_optimizer_states
 from core.checkpoint import read_checkpoint_file as checkpoint_file
 from core.devices import contexts_for
 from core.run_dir import RunDir, default_prefix
-from dataset.imdb import check_same_classes, classes_path_for, read_class_names
+from dataset.imdb import check_same_class_lists, classes_path_for
 from dataset.iterator import DetRecordIter, shared_label_width
+from dataset.record_set import class_names_for, resolve_inputs
 from evaluate.report import format_ap_table
 from evaluate.runner import map_metric
 from symbol import common, multibox, symbol_factory
@@ -39,12 +40,19 @@ LOG = logging.getLogger('train')
 
 
 def check_paths(data):
-    """UserError for data files that do not exist, naming the flag."""
-    for flag, path in (('--train-path', data.train_path), ('--val-path', data.val_path),
-                       ('--train-list', data.train_list), ('--val-list', data.val_list)):
+    """UserError for data files that do not exist, naming the flag; the record paths may be sets (a manifest, a
+    glob, a comma-separated list: dataset/record_set.py)."""
+    for flag, path in (('--train-list', data.train_list), ('--val-list', data.val_list)):
         if path and not os.path.isfile(path):
             raise UserError('%s %s does not exist' % (flag, path))
-    check_same_classes(data.train_path, data.val_path)   # label ids must mean the same classes in both
+    names = []
+    for flag, path in (('--train-path', data.train_path), ('--val-path', data.val_path)):
+        if path:
+            try:
+                names.append(class_names_for(resolve_inputs(path)))
+            except UserError as err:
+                raise UserError('%s: %s' % (flag, err)) from None
+    check_same_class_lists(names)   # label ids must mean the same classes in both
 
 
 def resolve_classes(train_path, num_class, class_names):
@@ -60,15 +68,16 @@ def resolve_classes(train_path, num_class, class_names):
     UserError
         When nothing gives the class count, or ``num_class`` disagrees with the names (both numbers named).
     """
-    data_file = classes_path_for(train_path)
+    data_names, data_file = class_names_for(resolve_inputs(train_path))
     if class_names:
         names, source = tuple(class_names), '--class-names'
-    elif os.path.isfile(data_file):
-        names, source = read_class_names(data_file), data_file
+    elif data_names:
+        names, source = tuple(data_names), data_file
     elif num_class:
         return tuple('class_%d' % index for index in range(num_class))
     else:
-        raise UserError('no class list: %s does not exist; give --num-class or --class-names' % data_file)
+        raise UserError('no class list: %s does not exist; give --num-class or --class-names'
+                        % classes_path_for(resolve_inputs(train_path)[0].rec))
     if num_class and num_class != len(names):
         raise UserError('class count mismatch: network --num-class %d, data %d classes (%s), checkpoint not '
                         'loaded yet; make --num-class match the data or drop it' % (num_class, len(names), source))
