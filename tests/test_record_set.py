@@ -123,3 +123,18 @@ def test_training_on_a_manifest_reads_the_whole_set_each_epoch(sets, tmp_path):
     assert result['iterations_per_epoch'] == NUM_IMAGES // BATCH
     assert result['config'].data.class_names == list(class_names_for(resolve_inputs(manifest))[0])
     assert len(result['history']) == 1
+
+
+def test_a_shuffled_set_reads_every_image_once_in_a_new_order_each_epoch(sets):
+    manifest = sets[1]
+    iterator = DetRecordIter(manifest, 4, 64, preset='val', preprocess_threads=1, shuffle=True, shuffle_chunk_size=1,
+                             seed=3)
+    epochs = []
+    for _ in range(2):
+        order = []
+        for batch in iterator:
+            labels = batch.label[0].asnumpy()
+            order.extend(tuple(np.round(rows[rows[:, 0] >= 0], 4).ravel()) for rows in labels[:4 - batch.pad])
+        epochs.append(order)
+        iterator.reset()
+    assert len(epochs[0]) == NUM_IMAGES and sorted(epochs[0]) == sorted(epochs[1]) and epochs[0] != epochs[1]
