@@ -24,7 +24,7 @@ import re
 import numpy as np
 
 from config.errors import UserError
-from dataset.imdb import classes_path_for, read_class_names
+from dataset.imdb import check_same_class_lists, classes_path_for, read_class_names
 from dataset.recordio import check_record_files, idx_path_for, read_index
 
 SPLIT_ALIGN = 4                                    # dmlc aligns a worker's byte range to 4 bytes
@@ -162,10 +162,7 @@ def class_names_for(parts):
             found.append((part.manifest_classes, part.manifest))
         elif part.manifest and os.path.isfile(classes_path_for(part.manifest)):
             found.append((read_class_names(classes_path_for(part.manifest)), classes_path_for(part.manifest)))
-    for names, path in found[1:]:
-        if names != found[0][0]:
-            raise UserError('class lists differ: %s names %s but %s names %s; read files packed with the same '
-                            'classes together' % (found[0][1], ', '.join(found[0][0]), path, ', '.join(names)))
+    check_same_class_lists(found)
     return found[0] if found else ((), '')
 
 
