@@ -247,6 +247,17 @@ def test_image_without_objects_is_readable_by_image_det_record_iter(data):
     assert raw[1, 3] == 2 + 6 * len(data.entries[data.order[1]][0])
 
 
+def test_a_progress_callable_hears_every_image_in_batches_and_no_bar_is_shown(data, capsys):
+    with open(data.lst, 'a') as handle:  # 150 more lines naming the same six files
+        handle.writelines(format_lst_line(100 + number, objects_for(number % 6), 'images/%d.jpg' % (number % 6))
+                          + '\n' for number in range(150))
+    counts = []
+    result = pack_records(data.lst, data.root, num_thread=2, progress=counts.append)
+    assert result['images'] == 156 and sum(counts) == 156
+    assert len(counts) >= 3 and all(0 < count <= im2rec.PROGRESS_BATCH for count in counts)
+    assert 'packing' not in capsys.readouterr().err
+
+
 # --- ids and skipped images --------------------------------------------------------------------------------------
 def test_missing_and_unreadable_images_are_skipped_without_shifting_ids(data, capsys):
     os.remove(os.path.join(data.root, 'images/2.jpg'))

@@ -120,3 +120,26 @@ def test_chunks_is_the_same_flag(tmp_path):
     args = prepare_dataset.parse_args(['--dataset', 'coco', '--set', 's', '--root', 'r', '--target', 't.lst',
                                        '--chunks', '8'])
     assert args.num_parts == 8
+
+
+def test_a_list_streamed_in_small_blocks_packs_the_same_parts_and_progress_hears_every_image(clean, tmp_path,
+                                                                                               monkeypatch):
+    from tools import im2rec
+    from tools.shards import pack_parts
+    monkeypatch.setattr(im2rec, 'LIST_BLOCK_LINES', 7)             # blocks end inside every part
+    out = tmp_path / 'out'
+    out.mkdir()
+    for name in ('train.lst', 'train.classes'):
+        (out / name).write_bytes(open(os.path.join(clean, name), 'rb').read())
+    options = json.load(open(os.path.join(clean, 'train.json')))['options']
+    root = os.path.join(os.path.dirname(clean), 'VOC')
+    counts = []
+    pack_parts(str(out / 'train.lst'), root, PARTS, options, progress=counts.append, num_thread=2)
+    assert sum(counts) == 60 and all(0 < count <= im2rec.PROGRESS_BATCH for count in counts)
+    packed, expected = files_of(str(out)), files_of(clean)
+    manifest, expected_manifest = (json.loads(files.pop('train.json')) for files in (packed, expected))
+    assert packed == expected
+    assert manifest['parts'] == expected_manifest['parts']
+    kept = []
+    pack_parts(str(out / 'train.lst'), root, PARTS, options, progress=kept.append, num_thread=2)
+    assert kept == [part['records'] for part in manifest['parts']]   # every part kept, reported at once

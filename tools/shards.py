@@ -13,10 +13,18 @@ all). The manifest::
                 "bytes": b, "objects_per_class": {...}, "lst_sha1": ...}, ...]}
 
 Paths in the manifest are relative to its folder.
+
+The list is streamed, never held whole: one pass checks it and reads the image file sizes (8 bytes an entry
+kept), a second writes the part lists, and each part is packed from its own list, streamed too; so memory
+stays flat in the number of images (bench/bench_shards.py: peak RSS at 5,000 vs 20,000 images).
 """
+import array
+import contextlib
 import hashlib
 import json
 import os
+
+import numpy as np
 
 from config.errors import UserError
 from core.atomic import atomic_open, write_json
@@ -44,15 +52,36 @@ def source_size(root, relative_path):
         return 0
 
 
-def assign_parts(entries, sizes, num_parts):
-    """Indices of ``entries`` per part: dealt largest file first in snake order (0..N-1, N-1..0, ...), so
-    counts differ by at most one and bytes nearly match; each part sorted back into list order.
+def part_numbers(sizes, num_parts):
+    """The part of every entry: dealt largest file first in snake order (0..N-1, N-1..0, ...), ties in list
+    order, so counts differ by at most one and bytes nearly match.
 
     Parameters
     ----------
-    entries : list
-        ``.lst`` entries, in list order.
-    sizes : list of int
+    sizes : (M,) int array
+        File size of each entry, in list order.
+    num_parts : int
+
+    Returns
+    -------
+    (M,) int32 array
+        Part number of each entry.
+    """
+    order = np.argsort(-np.asarray(sizes, np.int64), kind='stable')     # largest first, ties in list order
+    lap, offset = np.divmod(np.arange(len(order)), num_parts)
+    parts = np.empty(len(order), np.int32)
+    parts[order] = np.where(lap % 2 == 0, offset, num_parts - 1 - offset)
+    return parts
+
+
+def assign_parts(entries, sizes, num_parts):
+    """Positions in ``entries`` per part (:func:`part_numbers`), each part in list order.
+
+    Parameters
+    ----------
+    entries : sequence
+        ``.lst`` entries, in list order (only their number is used).
+    sizes : sequence of int
         File size of each entry.
     num_parts : int
 
@@ -61,19 +90,60 @@ def assign_parts(entries, sizes, num_parts):
     list of list of int
         Positions in ``entries``, ascending, one list per part.
     """
-    order = sorted(range(len(entries)), key=lambda position: (-sizes[position], position))
-    parts = [[] for _ in range(num_parts)]
-    for rank, position in enumerate(order):
-        lap, offset = divmod(rank, num_parts)
-        parts[offset if lap % 2 == 0 else num_parts - 1 - offset].append(position)
-    return [sorted(part) for part in parts]
+    numbers = part_numbers(np.asarray(sizes, np.int64).reshape(len(entries)), num_parts)
+    return [np.flatnonzero(numbers == part).tolist() for part in range(num_parts)]
 
 
-def write_part_list(path, entries):
-    """A part's ``.lst`` (the original indices kept: they are the records' ids)."""
-    with atomic_open(path, encoding=LST_ENCODING) as handle:
-        for index, objects, relative_path in entries:
-            handle.write(format_lst_line(index, objects, relative_path) + '\n')
+def list_file_sizes(lst_path, root):
+    """Check ``lst_path`` (:func:`tools.im2rec.scan_list`) and read the size of every image it names, streaming.
+
+    Returns
+    -------
+    (M,) int64 array
+        File size of each entry, in list order (0 for a missing file).
+    """
+    from tools.im2rec import scan_list
+    sizes = array.array('q')
+    scan_list(lst_path, lambda block: sizes.extend(source_size(root, path) for _, _, path in block))
+    return np.frombuffer(sizes, np.int64)
+
+
+def count_objects(counts, objects, class_names):
+    """Add the objects ``(N, 6)`` of one entry to ``counts`` (``{class name: objects}``, in place)."""
+    for cls in objects[:, 0].tolist():
+        cls = int(cls)
+        name = class_names[cls] if 0 <= cls < len(class_names) else 'class_%d' % cls
+        counts[name] = counts.get(name, 0) + 1
+
+
+def write_part_lists(lst_path, names, parts, class_names):
+    """Write every part's ``.lst`` in one streaming pass over ``lst_path`` (the original indices kept: they are
+    the records' ids; each part in list order).
+
+    Parameters
+    ----------
+    lst_path : str
+        The whole list, already checked.
+    names : list of str
+        The part list paths, one per part.
+    parts : (M,) int array
+        Part number of each entry (:func:`part_numbers`).
+    class_names : list of str
+
+    Returns
+    -------
+    list of dict
+        Per part: ``records`` and ``objects_per_class`` (``{class name: objects}``).
+    """
+    from tools.im2rec import iter_entries
+    stats = [dict(records=0, objects_per_class=dict.fromkeys(class_names, 0)) for _ in names]
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(atomic_open(name, encoding=LST_ENCODING)) for name in names]
+        for part, (index, objects, relative_path) in zip(parts.tolist(), iter_entries(lst_path)):
+            handles[part].write(format_lst_line(index, objects, relative_path) + '\n')
+            stats[part]['records'] += 1
+            count_objects(stats[part]['objects_per_class'], objects, class_names)
+    return stats
 
 
 def file_sha1(path):
@@ -82,16 +152,6 @@ def file_sha1(path):
         for block in iter(lambda: handle.read(1 << 20), b''):
             digest.update(block)
     return digest.hexdigest()
-
-
-def objects_per_class(entries, class_names):
-    """``{class name: objects}`` of ``entries``."""
-    counts = {name: 0 for name in class_names}
-    for _, objects, _ in entries:
-        for row in objects:
-            name = class_names[int(row[0])] if 0 <= int(row[0]) < len(class_names) else 'class_%d' % int(row[0])
-            counts[name] = counts.get(name, 0) + 1
-    return counts
 
 
 def read_manifest(path):
@@ -136,37 +196,41 @@ def pack_parts(lst_path, root, num_parts, options, source=None, force=False, pro
         What the list was made from (dataset, root, sets), recorded in the manifest.
     force : bool
         Repack every part even when a finished one is valid.
+    progress : bool or callable
+        A progress bar per part; or a callable ``progress(count)`` (no bar) called with the images packed
+        since its previous call (see :func:`tools.im2rec.pack_records`); a kept part reports all its records
+        at once.
     num_thread : int, optional
         Packing threads (not recorded: the bytes do not depend on it).
     """
-    from tools.im2rec import load_entries, output_prefix, pack_records
+    from tools.im2rec import output_prefix, pack_records
     if num_parts < 1:
         raise UserError('--num-parts %d must be at least 1' % num_parts)
-    entries = load_entries(lst_path)
-    if num_parts > len(entries):
-        raise UserError('--num-parts %d: %s has only %d images' % (num_parts, lst_path, len(entries)))
+    sizes = list_file_sizes(lst_path, root)
+    if num_parts > len(sizes):
+        raise UserError('--num-parts %d: %s has only %d images' % (num_parts, lst_path, len(sizes)))
     stem = output_prefix(lst_path)
     folder = os.path.dirname(os.path.abspath(stem))
     class_file = classes_path_for(lst_path)
     class_names = list(read_class_names(class_file)) if os.path.isfile(class_file) else []
     previous = None if force else read_manifest(manifest_path(stem))
-    positions = assign_parts(entries, [source_size(root, entry[2]) for entry in entries], num_parts)
+    names = [part_stem(stem, index, num_parts) for index in range(num_parts)]
+    stats = write_part_lists(lst_path, [name + '.lst' for name in names], part_numbers(sizes, num_parts),
+                             class_names)
     manifest = dict(format=MANIFEST_FORMAT, tool=TOOL, source=source or {}, options=options, num_parts=num_parts,
                     classes=class_names, parts=[])
-    for index, members in enumerate(positions):
-        part_entries = [entries[position] for position in members]
-        name = part_stem(stem, index, num_parts)
-        write_part_list(name + '.lst', part_entries)
+    for index, (name, part_stats) in enumerate(zip(names, stats)):
         part = dict(index=index, rec=os.path.basename(name + '.rec'), idx=os.path.basename(name + '.idx'),
-                    lst=os.path.basename(name + '.lst'), lst_sha1=file_sha1(name + '.lst'),
-                    records=len(part_entries), objects_per_class=objects_per_class(part_entries, class_names))
+                    lst=os.path.basename(name + '.lst'), lst_sha1=file_sha1(name + '.lst'), **part_stats)
         if reusable_part(previous, part, folder, options, num_parts):
             part['bytes'] = os.path.getsize(name + '.rec')
             part['reused'] = True
             print('part %d of %d: %s is complete, kept' % (index + 1, num_parts, part['rec']))
+            if callable(progress):
+                progress(part['records'])
         else:
             result = pack_records(name + '.lst', root, progress=progress, num_thread=num_thread, skip_bad=False,
-                                  **options)
+                                  count=part['records'], **options)
             if result['skipped']:
                 raise UserError('%s: %d images could not be packed (named above); fix them, or pack without '
                                 '--num-parts and --skip-bad' % (name + '.lst', result['skipped']))
