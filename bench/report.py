@@ -143,7 +143,7 @@ def machine_lines(machine):
     ]
 
 
-def markdown_lines(rows, machine, quick, failures=()):
+def markdown_lines(rows, machine, quick, failures=(), earlier_parts=None):
     """RESULTS.md as lines.
 
     Parameters
@@ -156,6 +156,8 @@ def markdown_lines(rows, machine, quick, failures=()):
         Whether this was ``make bench-quick``.
     failures : sequence of (str, str)
         ``(part, one line on why)`` of the parts that gave no rows.
+    earlier_parts : dict, optional
+        ``{part: machine}`` of the parts whose rows an earlier run measured (``run.py --only`` keeps them).
 
     Returns
     -------
@@ -167,6 +169,9 @@ def markdown_lines(rows, machine, quick, failures=()):
              'project).' % ('`make bench-quick` (small sizes: the targets are judged on the full run)' if quick
                             else '`make bench`', machine.get('date')),
              '', '## Machine', ''] + machine_lines(machine)
+    for part, earlier in sorted((earlier_parts or {}).items()):
+        lines.append('- rows of part `%s` kept from an earlier run (`run.py --only`): %s, %s' % (
+            part, earlier.get('date'), machine_lines(earlier)[0][len('- CPU: '):]))
     lines += ['', '## Results', '', '| part | measure | project | peer | ratio | target | |',
               '| --- | --- | --- | --- | --- | --- | --- |']
     for row in rows:

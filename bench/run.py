@@ -7,6 +7,8 @@ Parts, each a script run as its own process (so that each starts with a fresh MX
 that prints its own table and writes ``<parts dir>/<part>_results.json``:
 
 - ``data``: bench/bench_data.py (packing and loading vs mxnet's im2rec, cat and gluoncv's DataLoader);
+- ``shards``: bench/bench_shards.py (20,000 images packed into 8 parts vs mxnet's im2rec on the same part lists,
+  and peak RSS at 5,000 vs 20,000 images: memory flat in the list's length);
 - ``metric``: bench/bench_metric.py (VOC mAP vs gluoncv's metrics, values side by side);
 - ``inference``: bench/bench_inference.py (deploy graph INT8 vs FP32 images/s at batch 1 and 8);
 - ``train_step``: bench/bench_train_step.py --amp bf16 (training step vs gluoncv, float32 and bfloat16; the bf16 rows
@@ -36,6 +38,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
 PARTS = {                                   # part name: script, in the order they run
     'data': 'bench_data.py',
+    'shards': 'bench_shards.py',
     'metric': 'bench_metric.py',
     'inference': 'bench_inference.py',
     'train_step': 'bench_train_step.py',
@@ -138,6 +141,44 @@ def write_results(results_path, markdown_path, result, markdown):
             handle.write('\n'.join(markdown) + '\n')
 
 
+def read_results(path):
+    """An earlier ``results.json`` as a dict, or None when there is none or it cannot be read."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def merged_with_earlier(result, earlier):
+    """``result`` with the rows of the parts it did not run (``--only``) kept from ``earlier``, so that a partial
+    run never drops the figures of the others; ``earlier_parts`` names, per kept part, the machine (CPU, date)
+    that measured it.
+
+    Parameters
+    ----------
+    result : dict
+        This run: ``machine``, ``parts``, ``rows``...
+    earlier : dict or None
+        The results file this run replaces.
+
+    Returns
+    -------
+    dict
+        ``result`` with ``rows`` in :data:`PARTS` order and ``earlier_parts`` (``{part: machine}``).
+    """
+    merged = dict(result, earlier_parts={})
+    if not earlier or bool(earlier.get('quick')) != bool(result['quick']):
+        return merged
+    earlier_machines = dict(earlier.get('earlier_parts') or {})
+    kept = [row for row in earlier.get('rows', []) if row.get('part') in PARTS and row['part'] not in result['parts']]
+    for row in kept:
+        merged['earlier_parts'][row['part']] = earlier_machines.get(row['part'], earlier.get('machine'))
+    order = list(PARTS)
+    merged['rows'] = sorted(kept + result['rows'], key=lambda row: order.index(row['part']))   # stable
+    return merged
+
+
 def main(args):
     parts = selected_parts(args.only)
     from report import machine_description, markdown_lines, table_lines  # bench/ is this script's folder
@@ -154,7 +195,9 @@ def main(args):
             failures.append((part, problem))
     machine = dict(machine_description(), load_average_start=load_start)
     result = dict(machine=machine, quick=args.quick, parts=parts, skipped=skipped, failures=failures, rows=rows)
-    write_results(args.results, args.markdown, result, markdown_lines(rows, machine, args.quick, failures))
+    result = merged_with_earlier(result, read_results(args.results))
+    write_results(args.results, args.markdown, result,
+                  markdown_lines(result['rows'], machine, args.quick, failures, result['earlier_parts']))
     print('\n'.join(table_lines(rows)))
     for part, problem in skipped + failures:
         print('%s: %s' % (part, problem))

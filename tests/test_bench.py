@@ -72,16 +72,22 @@ def test_quick_and_full_runs_write_different_files():
 
 def test_quick_run_writes_valid_rows(quick_run):
     folder, results, _, _ = quick_run
-    parts = ['data', 'metric', 'inference', 'train_step', 'time_to_accuracy', 'soak']   # running order
+    parts = ['data', 'shards', 'metric', 'inference', 'train_step', 'time_to_accuracy', 'soak']   # running order
     assert results['quick'] is True and results['parts'] == parts
     assert results['failures'] == [] and results['skipped'] == []
     assert sorted(os.listdir(folder)) == sorted(part + '_results.json' for part in parts)   # no temporary left
     assert not [name for name in os.listdir(os.path.dirname(folder)) if '.tmp' in name]
     rows = list(results['rows'])
     # time to accuracy writes no rows in a quick run: a scaled-down training would not measure it
-    assert [row['part'] for row in rows] == (['data'] * 3 + ['metric'] * 2 + ['inference'] * 2 + ['train_step'] * 2
-                                             + ['soak'])
+    assert [row['part'] for row in rows] == (['data'] * 3 + ['shards'] * 2 + ['metric'] * 2 + ['inference'] * 2
+                                             + ['train_step'] * 2 + ['soak'])
     soak = rows.pop()
+    packing, memory = rows.pop(3), rows.pop(3)  # shards: 1200 images into 8 parts; peak RSS at 300 vs 1200
+    assert packing['ratio'] == pytest.approx(packing['ours'] / packing['peer'], rel=2e-3, abs=1e-3)
+    assert packing['met'] == (packing['ratio'] >= 1.5) and packing['peer'] > 0
+    small, large = memory['peak_rss_mib']['300'], memory['peak_rss_mib']['1200']
+    assert memory['ours'] == pytest.approx(100 * (large - small) / small, abs=0.2) and 20 < small < 1000
+    assert memory['met'] == (memory['ours'] < 10.0) and memory['peer'] is None
     rss = soak['rss_mib']                        # one per epoch of the quick run: growth from epoch 5 to the last
     assert len(rss) == 12 and soak['ours'] == pytest.approx(100 * (rss[-1] - rss[4]) / rss[4], abs=0.05)
     assert soak['max_growth_percent'] == pytest.approx(100 * (max(rss[4:]) - rss[4]) / rss[4], abs=0.05)
@@ -126,7 +132,7 @@ def test_quick_run_renders_markdown_and_table(quick_run):
 def test_run_rejects_unknown_part(tmp_path):
     result = run_script('bench/run.py', '--only', 'metric,speed', '--results', str(tmp_path / 'r.json'))
     assert result.returncode == 2
-    assert result.stdout.strip() == ("error: --only 'metric,speed': choose among data, metric, inference, "
+    assert result.stdout.strip() == ("error: --only 'metric,speed': choose among data, shards, metric, inference, "
                                      "train_step, time_to_accuracy, soak (comma-separated)")
     assert os.listdir(tmp_path) == []
 
@@ -253,3 +259,20 @@ def test_bf16_accuracy_row_by_hand():
     assert report.note_lines([absent], with_peer=False) == [
         'demo recipe final VOC07 mAP, --amp bf16 vs float32: not applicable: this CPU cannot run bfloat16 '
         'convolutions: no primitive']
+
+
+def test_a_partial_run_keeps_the_other_parts_rows_and_names_their_machine():
+    from bench import run
+    old_machine = dict(cpu='AMD EPYC', cores=2, cpu_flags={}, date='2026-11-24 04:47')
+    earlier = dict(machine=old_machine, quick=False, parts=['data', 'metric'],
+                   rows=[dict(part='data', name='pack', ours=2.0), dict(part='metric', name='VOC07', ours=0.1),
+                         dict(part='shards', name='old shards', ours=1.0)])
+    this = dict(machine=dict(cpu='Xeon', date='2026-12-02 15:00'), quick=False, parts=['shards'],
+                rows=[dict(part='shards', name='pack 8 parts', ours=3.0)])
+    merged = run.merged_with_earlier(this, earlier)
+    assert [row['name'] for row in merged['rows']] == ['pack', 'pack 8 parts', 'VOC07']   # old shards row replaced
+    assert merged['earlier_parts'] == {'data': old_machine, 'metric': old_machine} and merged['parts'] == ['shards']
+    assert run.merged_with_earlier(this, dict(earlier, quick=True))['rows'] == this['rows']  # quick never mixes in
+    lines = report.markdown_lines(merged['rows'], this['machine'], False, earlier_parts=merged['earlier_parts'])
+    assert '- rows of part `data` kept from an earlier run (`run.py --only`): 2026-11-24 04:47, AMD EPYC, 2 cores ' \
+           'available; ' in lines
