@@ -251,9 +251,11 @@ def flatten(tree, parent=''):
             yield dotted, value
 
 
-def read_yaml(path, what):
+def read_yaml(path, what, shape=None):
     """A YAML file as an OmegaConf config, or a UserError. OmegaConf's loader is a ``yaml.SafeLoader``: tags that
-    would build Python objects (``!!python/...``) are refused, so a file cannot run code."""
+    would build Python objects (``!!python/...``) are refused, so a file cannot run code.
+
+    ``shape`` says what the file must hold when it is not a mapping (default: the configuration's sections)."""
     if not os.path.isfile(path):
         raise UserError('%s %s does not exist' % (what, path))
     try:
@@ -261,7 +263,7 @@ def read_yaml(path, what):
     except (OmegaConfBaseException, yaml.YAMLError, ValueError, OSError) as err:
         raise UserError('%s %s is not valid YAML (%s)' % (what, path, str(err).splitlines()[0])) from None
     if not isinstance(loaded, DictConfig):
-        raise UserError('%s %s must hold the sections %s' % (what, path, ', '.join(SECTIONS)))
+        raise UserError('%s %s must %s' % (what, path, shape or 'hold the sections %s' % ', '.join(SECTIONS)))
     return loaded
 
 

@@ -283,3 +283,19 @@ def test_yolo_bad_line_names_file_and_line_and_unknown_ids_are_counted(tmp_path)
         handle.write('1 0.5 0.5 0.2 0.2\n1 0.5 0.5\n')
     with pytest.raises(UserError, match=r'b\.txt line 2 is .1 0\.5 0\.5.; expected "class_id cx cy w h"'):
         load_yolo(root, 'train', 'a,b')
+
+
+@pytest.mark.parametrize('parts', [[], ['--num-parts', '2']])
+def test_progress_callable_hears_every_packed_image_and_listed_the_count(voc_root, tmp_path, capsys, parts):
+    im2rec_or_skip()
+    listed, packed = [], []
+    target = tmp_path / 'train.lst'
+    argv = ['--dataset', 'pascal', '--year', '2007,2012', '--set', 'trainval', '--root', voc_root,
+            '--target', str(target), '--num-thread', '1'] + parts
+    main(parse_args(argv), progress=packed.append, listed=listed.append)
+    assert listed == [4] and sum(packed) == 4
+    assert '%|' not in capsys.readouterr().err          # no tqdm bars when a callable hears the progress
+    if parts:
+        packed.clear()
+        main(parse_args(argv), progress=packed.append, listed=listed.append)   # kept parts report at once
+        assert sum(packed) == 4 and capsys.readouterr().out.count('is complete, kept') == 2

@@ -16,6 +16,53 @@ Bad input:
   the classes outside the list are left out without that flag: the list chooses a subset);
 - boxes crossing the image border are clipped to it, and boxes without area (after clipping, or
   ``xmax <= xmin``) are dropped; both are counted in the summary. Images without objects are packed.
+
+Many jobs at once: ``--jobs jobs.yaml [--max-procs K]`` runs a list of conversions, each in its own process, at
+most K at a time (default: the smallest of 4, the cores and the jobs; each process holds one dataset's
+annotations in memory), with one progress bar over all jobs' images (its total grows as each job writes its
+list) and a table at the end: per job its status, images, parts, MB, seconds, images/s and, for a failed job,
+its one-line error. A failed job does not stop the others; the exit status is 0 when every job succeeded, else
+1. Each job's own output goes to ``<target without .lst>.log`` next to its target (rewritten by each run).
+Jobs that pack share the cores: each gets ``--num-thread`` cores // K unless it sets ``num_thread``. A rerun of
+a killed jobs file keeps the finished parts of every job with ``num_parts`` and packs the rest (other jobs are
+redone). Ctrl-C stops every job; the packers never leave a half-written ``.rec``/``.idx``.
+
+The jobs file: ``jobs:``, a list of mappings whose keys are this script's flags without the dashes (``-`` or
+``_`` inside: ``num_parts`` or ``num-parts``), plus an optional ``name`` (default: the target without
+``.lst``); a flag without a value is ``true`` (``skip_bad: true``), ``--no-shuffle`` is ``shuffle: false``,
+``null`` leaves a flag out; ``year``, ``set`` and ``class_names`` may be YAML lists. An optional ``defaults:``
+mapping is merged under every job. Relative ``root``, ``target`` and ``class_names`` paths are relative to the
+jobs file's folder. The whole file is checked before any job starts (unknown keys, types, missing keys, two
+jobs with one target), and Python tags (``!!python/...``) are refused: the file cannot run code. Example::
+
+    defaults:
+      root: DATA/VOCdevkit        # relative to this file's folder
+      dataset: pascal
+    jobs:
+      - name: voc0712-trainval
+        year: [2007, 2012]
+        set: trainval
+        target: data/train.lst
+        num_parts: 8
+      - name: voc07-test
+        year: 2007
+        set: test
+        target: data/val.lst
+        shuffle: false
+      - name: coco-train2017
+        dataset: coco
+        root: DATA/coco           # holds train2017/ and annotations/instances_train2017.json
+        set: train2017
+        target: data/coco-train.lst
+        num_parts: 16
+        skip_bad: true
+      - dataset: yolo             # named data/yolo-train (its target without .lst)
+        root: DATA/my-yolo        # holds classes.txt, images/train/, labels/train/
+        set: train
+        target: data/yolo-train.lst
+        pass_through: true
+
+    python tools/prepare_dataset.py --jobs jobs.yaml --max-procs 3
 """
 import argparse
 import itertools
@@ -35,14 +82,22 @@ from dataset.yolo import load_yolo
 YOLO_CLASSES_FILE = 'classes.txt'  # looked for in --root when --class-names is not given for YOLO
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--dataset', required=True, choices=('pascal', 'coco', 'yolo'), help='annotation format')
+SINGLE_JOB_REQUIRED = ('dataset', 'image_set', 'root', 'target')   # argparse dests required without --jobs
+COMMAND_LINE_ONLY = ('help', 'jobs', 'max_procs')                    # dests that are no option of one job
+
+
+def build_parser(parser_class=argparse.ArgumentParser):
+    """The command line's parser (``parser_class``: tools/jobs.py's raises a UserError instead of exiting)."""
+    parser = parser_class(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--dataset', choices=('pascal', 'coco', 'yolo'),
+                        help='annotation format (required without --jobs)')
     parser.add_argument('--year', help='VOC years, comma-separated, e.g. 2007,2012 (pascal only)')
-    parser.add_argument('--set', dest='image_set', required=True,
-                        help='image sets, comma-separated, e.g. trainval or train2017')
-    parser.add_argument('--root', required=True, help='dataset directory (for pascal: the one holding VOC<year>/)')
-    parser.add_argument('--target', required=True, help='output .lst; .classes, .rec and .idx go next to it')
+    parser.add_argument('--set', dest='image_set',
+                        help='image sets, comma-separated, e.g. trainval or train2017 (required without --jobs)')
+    parser.add_argument('--root',
+                        help='dataset directory (for pascal: the one holding VOC<year>/) (required without --jobs)')
+    parser.add_argument('--target',
+                        help='output .lst; .classes, .rec and .idx go next to it (required without --jobs)')
     parser.add_argument('--shuffle', action=argparse.BooleanOptionalAction, default=PACK['shuffle'],
                         help='shuffle the .lst lines (use --no-shuffle for validation sets)')
     parser.add_argument('--shuffle-seed', type=int, default=PACK['seed'], help='seed of the shuffle')
@@ -66,23 +121,66 @@ def parse_args(argv=None):
     parser.add_argument('--skip-unknown', action='store_true',
                         help='leave out objects whose class is not in the class list (counted) instead of '
                              'stopping at the first')
-    return parser.parse_args(argv)
+    jobs = parser.add_argument_group('many jobs at once (instead of the flags above)')
+    jobs.add_argument('--jobs', metavar='JOBS.yaml',
+                      help='run the conversions listed in this YAML file (format above; relative root, target and '
+                           'class_names paths are relative to its folder), each in its own process')
+    jobs.add_argument('--max-procs', type=int, metavar='K',
+                      help='with --jobs: at most K jobs at a time (default: the smallest of 4, the cores and the '
+                           'number of jobs)')
+    return parser
 
 
-def main(args):
-    """Load, write ``<target>``, ``<target>.classes``, pack, print the summary; returns the joined Imdb."""
+def job_actions(parser):
+    """The parser's actions that are options of one conversion (all but --help, --jobs, --max-procs)."""
+    return [action for action in parser._actions
+            if action.option_strings and action.dest not in COMMAND_LINE_ONLY]
+
+
+def parse_args(argv=None, parser_class=argparse.ArgumentParser):
+    """The parsed command line; without ``--jobs``, --dataset, --set, --root and --target are required."""
+    parser = build_parser(parser_class)
+    args = parser.parse_args(argv)
+    if args.jobs is None:
+        missing = [action.option_strings[0] for action in job_actions(parser)
+                   if action.dest in SINGLE_JOB_REQUIRED and getattr(args, action.dest) is None]
+        if missing:
+            parser.error('the following arguments are required: %s' % ', '.join(missing))
+    return args
+
+
+def main(args, progress=True, listed=None):
+    """Load, write ``<target>``, ``<target>.classes``, pack, print the summary; returns the joined Imdb.
+
+    With ``--jobs``: run the jobs file (tools/jobs.py) and return its results.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        :func:`parse_args`'s.
+    progress : bool or callable
+        True: progress bars on stderr; False: none; a callable ``progress(count)``: no bars, called with the
+        images packed since its previous call (a kept part reports its records at once).
+    listed : callable, optional
+        ``listed(num_images)``, called once the ``.lst`` is written.
+    """
     configure_threads()
     check_args(args)
+    if args.jobs:
+        from tools.jobs import run_jobs_file
+        return run_jobs_file(args.jobs, args.max_procs)
     try:
-        imdb = load_dataset(args)
+        imdb = load_dataset(args, progress=progress is True)
         if imdb.num_images == 0:
             raise UserError('%s holds no %simages; check --root and --set'
                             % (imdb.name, 'readable ' if imdb.skipped else ''))
         imdb.write_lst(args.target, shuffle=args.shuffle, seed=args.shuffle_seed)
         imdb.write_classes(classes_path_for(args.target))
+        if listed is not None:
+            listed(imdb.num_images)
         if args.pack and args.num_parts:
-            return pack_in_parts(args, imdb)
-        packed = pack(args, imdb.root) if args.pack else None
+            return pack_in_parts(args, imdb, progress=progress)
+        packed = pack(args, imdb.root, progress=progress) if args.pack else None
     except BadItem as err:
         raise UserError('%s; fix or remove it, or pass --skip-bad to skip unreadable items with a warning each'
                         % err) from None
@@ -114,6 +212,8 @@ def drop_lst_lines(lst_path, indices):
 
 def check_args(args):
     """Reject flag combinations that would be silently ignored."""
+    if args.jobs or args.max_procs is not None:
+        return check_jobs_args(args)
     if os.path.splitext(args.target)[1] != '.lst':
         raise UserError('--target %s must end in .lst' % args.target)
     if args.dataset == 'pascal' and not args.year:
@@ -135,18 +235,31 @@ def check_args(args):
         raise UserError('--num-thread %d must be at least 1' % args.num_thread)
 
 
+def check_jobs_args(args):
+    """``--jobs``: the conversions' flags belong in the jobs file, ``--max-procs`` needs ``--jobs``."""
+    if not args.jobs:
+        raise UserError('--max-procs applies to --jobs JOBS.yaml')
+    if args.max_procs is not None and args.max_procs < 1:
+        raise UserError('--max-procs %d must be at least 1' % args.max_procs)
+    given = [action.option_strings[0] for action in job_actions(build_parser())
+             if getattr(args, action.dest) != action.default]
+    if given:
+        raise UserError('--jobs %s: give %s in the jobs file (per job, or under defaults:), not on the command line'
+                        % (args.jobs, ', '.join(given)))
+
+
 def split_list(text):
     """``'2007, 2012'`` -> ``['2007', '2012']``."""
     return [item.strip() for item in text.split(',') if item.strip()]
 
 
-def load_dataset(args):
-    """Every (year, set) pair loaded and joined into one :class:`Imdb`."""
+def load_dataset(args, progress=True):
+    """Every (year, set) pair loaded and joined into one :class:`Imdb` (``progress``: a bar per set)."""
     if not os.path.isdir(args.root):
         raise UserError('--root %s does not exist' % args.root)
     classes = read_class_names(args.class_names) if args.class_names else None
     sets = split_list(args.image_set)
-    skips = dict(progress=True, skip_bad=args.skip_bad, skip_unknown=args.skip_unknown)
+    skips = dict(progress=progress, skip_bad=args.skip_bad, skip_unknown=args.skip_unknown)
     if args.dataset == 'pascal':
         # names outside an explicit --class-names are left out on purpose (a subset), not unknown
         skips['skip_unknown'] = args.skip_unknown or classes is not None
@@ -170,15 +283,16 @@ def yolo_classes_file(root):
     return path
 
 
-def pack_in_parts(args, imdb):
-    """``--num-parts``: the parts and their manifest (tools/shards.py); prints a line per part and the totals."""
+def pack_in_parts(args, imdb, progress=True):
+    """``--num-parts``: the parts and their manifest (tools/shards.py); prints a line per part and the totals.
+    ``progress``: a bar per part (True), none (False), or a ``progress(count)`` callable (see :func:`main`)."""
     from tools.shards import manifest_path, pack_parts
     quality = PACK['quality'] if args.quality is None else args.quality
     options = dict(quality=quality, encoding=PACK['encoding'], resize=PACK['resize'], pass_through=args.pass_through)
     source = dict(dataset=args.dataset, root=args.root, year=args.year, set=args.image_set,
                   shuffle=args.shuffle, shuffle_seed=args.shuffle_seed, exclude_difficult=args.exclude_difficult)
     manifest = pack_parts(args.target, imdb.root, args.num_parts, options, source=source, force=args.force,
-                          num_thread=args.num_thread)
+                          progress=progress, num_thread=args.num_thread)
     print(imdb.summary())
     stem = os.path.splitext(args.target)[0]
     print('packed %d images into %d parts (%s): %.1f MB; manifest %s' % (
@@ -187,13 +301,14 @@ def pack_in_parts(args, imdb):
     return imdb
 
 
-def pack(args, root):
-    """Pack ``<target>.rec`` + ``.idx`` from the written ``.lst``; returns pack_records' counts."""
+def pack(args, root, progress=True):
+    """Pack ``<target>.rec`` + ``.idx`` from the written ``.lst``; returns pack_records' counts. ``progress``: a
+    bar (True), none (False), or a ``progress(count)`` callable (see :func:`main`)."""
     from tools.im2rec import pack_records  # loaded only when packing
     quality = PACK['quality'] if args.quality is None else args.quality
     return pack_records(args.target, root, num_thread=args.num_thread, quality=quality,
                         encoding=PACK['encoding'], resize=PACK['resize'], pass_through=args.pass_through,
-                        progress=True, skip_bad=args.skip_bad)
+                        progress=progress, skip_bad=args.skip_bad)
 
 
 if __name__ == '__main__':
