@@ -227,7 +227,8 @@ def test_summary_table_aligns_numbers_and_puts_the_error_last():
         'coco-val  failed       -      -      -      0.5      -  --root x does not exist']
 
 
-HANG_REPEATS = 300     # the slow job lists b's test images this many times: 6000 records, a few seconds to pack
+HANG_REPEATS = 1000    # the slow job lists b's test images this many times: 20,000 records, ~5 s to pack (the
+# parent passes Ctrl-C on after a 1 s grace: the parts after the first must take longer than that)
 
 
 @pytest.fixture(scope='module')
