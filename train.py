@@ -96,7 +96,11 @@ def add_optimization_args(parser):
     group.add_argument('--begin-epoch', type=int, default=DEFAULTS.solver.begin_epoch,
                        help='first epoch (without --resume/--finetune); earlier LR steps apply')
     group.add_argument('--end-epoch', type=int, default=DEFAULTS.solver.end_epoch, help='last epoch')
-    group.add_argument('--kv-store', default=DEFAULTS.solver.kv_store, help='MXNet kvstore (multi-device training)')
+    group.add_argument('--kv-store', default=DEFAULTS.solver.kv_store,
+                       help="MXNet kvstore: local or device for several devices; dist_sync, dist_device_sync or "
+                            "dist_async for several workers, started by tools/launch.py (README 'Scaling out')")
+    group.add_argument('--cpus', type=int, default=DEFAULTS.run.cpus,
+                       help='data-parallel CPU contexts (implies the CPU): the multi-device path without GPUs')
     group.add_argument('--seed', type=int, default=DEFAULTS.run.seed, help='random seed (default: unseeded)')
     group.add_argument('--background-prior', type=float, default=DEFAULTS.model.background_prior,
                        help='initial background probability of the class heads (0: biases start at 0)')

@@ -75,7 +75,7 @@ class SolverConfig:
     begin_epoch: int = key(0, 'first epoch when not resuming (LR steps already passed apply)')
     end_epoch: int = key(240, 'train until this epoch')
     freeze: str = key('^(conv1_|conv2_).*', 'regex of loaded parameters kept fixed')
-    kv_store: str = key('local', 'MXNet kvstore for multi-device training')
+    kv_store: str = key('local', "MXNet kvstore: 'local'/'device' (devices), 'dist_sync' etc. (tools/launch.py)")
     amp: str = key('none', "mixed precision: 'none', 'bf16' (CPUs with AVX-512), 'fp16' (GPUs)")
     loss_scale: Optional[float] = key(None, 'static loss scale; None: 128 under fp16, else 1')
 
@@ -84,6 +84,7 @@ class SolverConfig:
 class RunConfig:
     prefix: Optional[str] = key(None, 'checkpoint prefix; None: model/ssd_<network>_<data_shape>')
     gpus: Optional[str] = key(None, "GPU ids '0,1'; '': CPU; None: every visible GPU, else the CPU")
+    cpus: int = key(1, 'CPU contexts of data-parallel training on the CPU (more than 1: implies the CPU)')
     resume: str = key('', "epoch of prefix to resume from; 'last'/'auto': newest checkpoint, mid-epoch too; '': none")
     resume_batch: int = key(0, 'batches of the next epoch the resumed (mid-epoch) checkpoint had done')
     finetune: int = key(-1, 'epoch of prefix to fine-tune from (heads reset on new classes); -1: none')
@@ -136,7 +137,7 @@ FLAG_KEYS = {
     'lr_steps': 'solver.lr_steps', 'lr_factor': 'solver.lr_factor', 'warmup_epochs': 'solver.warmup_epochs',
     'begin_epoch': 'solver.begin_epoch', 'end_epoch': 'solver.end_epoch', 'freeze': 'solver.freeze',
     'kv_store': 'solver.kv_store', 'amp': 'solver.amp', 'loss_scale': 'solver.loss_scale',
-    'prefix': 'run.prefix', 'gpus': 'run.gpus', 'resume': 'run.resume', 'finetune': 'run.finetune',
+    'prefix': 'run.prefix', 'gpus': 'run.gpus', 'cpus': 'run.cpus', 'resume': 'run.resume', 'finetune': 'run.finetune',
     'pretrained': 'run.pretrained', 'epoch': 'run.pretrained_epoch', 'overwrite': 'run.overwrite',
     'trust_pickled_states': 'run.trust_pickled_states',
     'log': 'run.log', 'frequent': 'run.frequent', 'monitor': 'run.monitor', 'pattern': 'run.monitor_pattern',

@@ -120,8 +120,11 @@ def checkpoint_num_classes(arg_params, shapes, num_classes):
 # MXNet's own ``.states`` file is a pickle (``Updater.get_states``), and unpickling runs whatever code a file
 # carries. This project writes the same state as an NDArray file, which holds only arrays: key
 # ``'<index>/<position>of<count>'`` for each array of a parameter's state (``count`` 1 for a lone array, more
-# for a tuple such as Adam's mean and variance), ``'<index>/none'`` (a 0-size array) for a state of None.
-STATE_KEY = re.compile(r'^(\d+)/(?:(\d+)of(\d+)|none)$')
+# for a tuple such as Adam's mean and variance), ``'<index>/none'`` for a state of None (SGD without momentum;
+# a one-element placeholder: MXNet's legacy shapes read a 0-size array's (0,) as unknown and cannot save it).
+# The updater of a kvstore that updates (several devices, ``--kv-store local``) keys its state by parameter
+# name instead of index: ``'name:<parameter name>/...'``.
+STATE_KEY = re.compile(r'^(?:(\d+)|name:([^/]+))/(?:(\d+)of(\d+)|none)$')
 
 
 def module_updater(module):
@@ -136,12 +139,13 @@ def state_arrays(states):
     import mxnet as mx
     arrays = {}
     for index, state in states.items():
+        head = 'name:%s' % index if isinstance(index, str) else '%d' % index
         if state is None:
-            arrays['%d/none' % index] = mx.nd.zeros((0,))
+            arrays[head + '/none'] = mx.nd.zeros((1,))
             continue
         parts = list(state) if isinstance(state, (tuple, list)) else [state]
         for position, array in enumerate(parts):
-            arrays['%d/%dof%d' % (index, position, len(parts) if isinstance(state, (tuple, list)) else 0)] = array
+            arrays['%s/%dof%d' % (head, position, len(parts) if isinstance(state, (tuple, list)) else 0)] = array
     return arrays
 
 
@@ -152,11 +156,11 @@ def states_from_arrays(arrays):
         match = STATE_KEY.match(key)
         if not match:
             return None
-        index = int(match.group(1))
-        if match.group(2) is None:
+        index = int(match.group(1)) if match.group(1) is not None else match.group(2)
+        if match.group(3) is None:
             grouped[index] = None
         else:
-            grouped.setdefault(index, {})[int(match.group(2))] = (int(match.group(3)), array)
+            grouped.setdefault(index, {})[int(match.group(3))] = (int(match.group(4)), array)
     states = {}
     for index, parts in grouped.items():
         if parts is None:

@@ -44,21 +44,34 @@ def default_contexts():
     return [mx.cpu()]
 
 
-def contexts_for(gpus):
-    """``[mx.gpu(i), ...]`` for ``gpus`` ('0,1'), ``[mx.cpu()]`` for ``''``, and :func:`default_contexts`
-    for None (neither ``--gpus`` nor ``--cpu`` given).
+def cpu_contexts(cpus):
+    """``[mx.cpu(0), ..., mx.cpu(cpus - 1)]``: data-parallel devices on the CPU (one memory, MXNet's executor
+    group splits each batch over them as over GPUs; they share the cores, so this is for testing the
+    multi-device path where there is no GPU, not for speed)."""
+    import mxnet as mx
+    return [mx.cpu(index) for index in range(cpus)]
+
+
+def contexts_for(gpus, cpus=1):
+    """``[mx.gpu(i), ...]`` for ``gpus`` ('0,1'), ``cpus`` CPU contexts for ``''`` (or for None with ``cpus``
+    above 1), and :func:`default_contexts` for None (neither ``--gpus``, ``--cpu`` nor ``--cpus`` given).
 
     Raises
     ------
     UserError
-        When GPUs are asked for but this MXNet build has no CUDA (or sees no GPU).
+        When GPUs are asked for but this MXNet build has no CUDA (or sees no GPU); ``cpus`` below 1, or above 1
+        with GPU ids.
     """
     import mxnet as mx
-    if gpus is None:
+    if cpus < 1:
+        raise UserError('--cpus %d must be at least 1' % cpus)
+    if gpus is None and cpus == 1:
         return default_contexts()
-    ids = parse_gpu_ids(gpus)
+    ids = parse_gpu_ids(gpus or '')
+    if ids and cpus > 1:
+        raise UserError('--cpus %d and --gpus %s: choose one kind of device' % (cpus, gpus))
     if not ids:
-        return [mx.cpu()]
+        return cpu_contexts(cpus)
     if not cuda_available():
         raise UserError('--gpus %s: this MXNet build has no CUDA or sees no GPU; install %s for GPU training, or '
                         'use --cpu' % (gpus, CUDA_PACKAGE))

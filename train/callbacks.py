@@ -226,15 +226,16 @@ class Checkpointer(Hook):
     state (``trainer_state(epochs_done, batches_done)``: every hook's, so it runs last) and the weights, as one
     set committed by its ``.params``. :meth:`save_interrupted` saves the same mid-epoch."""
 
-    def __init__(self, symbol, run, trainer_state):
+    def __init__(self, symbol, run, trainer_state, save_states=True):
         self.symbol, self.run, self.trainer_state = symbol, run, trainer_state
+        self.save_states = save_states      # False under dist_async: the optimizer state is on the servers
 
     def save(self, state, epochs_done, batches_done=0):
         mx.nd.waitall()   # the last batch's BatchNorm running-statistic updates may still be in flight
         arg_params, aux_params = state.module.get_params()
         state.last_checkpoint = self.run.save_checkpoint(
             epochs_done, self.symbol, arg_params, aux_params,
-            write_states=lambda path: save_optimizer_states(state.module, path),
+            write_states=(lambda path: save_optimizer_states(state.module, path)) if self.save_states else None,
             trainer_state=self.trainer_state(epochs_done, batches_done), batch=batches_done)
         return state.last_checkpoint
 

@@ -31,7 +31,7 @@ from dataset.record_set import class_names_for, resolve_inputs
 from evaluate.report import format_ap_table
 from evaluate.runner import map_metric
 from symbol import common, multibox, symbol_factory
-from train import amp, callbacks, params, schedule
+from train import amp, callbacks, distributed, params, schedule
 from train.initializer import SSDInitializer
 from train.metric import MultiBoxMetric
 from train.trainer import Trainer
@@ -93,25 +93,41 @@ def needed_label_width(data):
     return shared_label_width(*files)
 
 
-def build_iterators(config):
-    """Train and validation :class:`DetRecordIter` (validation None without ``data.val_path``)."""
+def build_iterators(config, group=distributed.Group('local')):
+    """Train and validation :class:`DetRecordIter` (validation None without ``data.val_path``, and on every
+    worker of a group but rank 0, the one that validates).
+
+    A worker of a group reads its own share of the training records (``num_parts`` = workers, ``part_index`` =
+    rank), shuffled with the seed plus its rank.
+    """
     data = config.data
     common_args = dict(batch_size=data.batch_size, data_shape=config.model.data_shape,
                        mean_pixels=tuple(data.mean_pixels), std_pixels=tuple(data.std_pixels),
                        label_pad_width=data.label_width)
-    seed = {} if config.run.seed is None else {'seed': config.run.seed}
+    seed = {} if config.run.seed is None else {'seed': config.run.seed + group.rank}
     train_iter = DetRecordIter(data.train_path, path_imglist=data.train_list, preset=data.train_preset,
-                               round_batch=False, **common_args, **seed)
+                               round_batch=False, num_parts=group.num_workers, part_index=group.rank,
+                               **common_args, **seed)
     val_iter = (DetRecordIter(data.val_path, path_imglist=data.val_list, preset='val', **common_args)
-                if data.val_path else None)
+                if data.val_path and group.writes else None)
     return train_iter, val_iter
 
 
 def iterations_per_epoch(num_records, batch_size, train_path):
-    """Full batches per epoch (the partial last batch is dropped, so every epoch has the same count)."""
-    if num_records < batch_size:
-        raise UserError('%s holds %d images, fewer than --batch-size %d' % (train_path, num_records, batch_size))
-    return num_records // batch_size
+    """Full batches per epoch (the partial last batch is dropped, so every epoch has the same count).
+
+    Parameters
+    ----------
+    num_records : int or sequence of int
+        The training images, or every worker's share of them: all workers run the same number of updates
+        (a synchronous update waits for every worker's gradient), the smallest share's batches.
+    """
+    shares = [int(num_records)] if np.ndim(num_records) == 0 else [int(count) for count in num_records]
+    if min(shares) < batch_size:
+        holds = ('%d images' % shares[0] if len(shares) == 1 else
+                 'as little as %d images for one of its %d workers' % (min(shares), len(shares)))
+        raise UserError('%s holds %s, fewer than --batch-size %d' % (train_path, holds, batch_size))
+    return min(shares) // batch_size
 
 
 def num_example_note(num_example, train_path, num_records):
@@ -290,16 +306,23 @@ def freeze_names(config, run_dir, symbol, loaded):
     return names
 
 
-def init_optimizer(module, config, run_dir, iters, num_devices):
-    """Optimizer with the LR schedule positioned at the first epoch; optimizer states restored on resume."""
+def init_optimizer(module, config, run_dir, iters, num_devices, group=distributed.Group('local')):
+    """Optimizer with the LR schedule positioned at the first epoch; optimizer states restored on resume.
+
+    Gradients are summed over ``num_devices`` and, in a synchronous group, over its workers: the rescale
+    divides by both (train/distributed.py).
+    """
     solver = config.solver
     begin_update = begin_epoch_of(config) * iters + config.run.resume_batch
     scheduler = schedule.make_lr_scheduler(solver.lr, solver.lr_steps, solver.lr_factor, iters, solver.warmup_epochs)
     settings = schedule.optimizer_params(solver.optimizer, solver.lr, solver.momentum, solver.wd, scheduler,
-                                         num_devices, begin_update, solver.loss_scale)
-    module.init_optimizer(kvstore=solver.kv_store, optimizer=solver.optimizer, optimizer_params=settings)
+                                         num_devices * group.gradient_sum_workers, begin_update, solver.loss_scale)
+    distributed.init_optimizer(module, group, solver.optimizer, settings)
     kind, epoch = starting_point(config.run)
-    if kind == 'resume':
+    if kind == 'resume' and not group.saves_optimizer_states:
+        LOG.info('--resume %d under --kv-store %s: the optimizer state lives on the servers and was not saved; it '
+                 'starts afresh', epoch, solver.kv_store)
+    elif kind == 'resume':
         states = run_dir.states_path(epoch, config.run.resume_batch)
         if not os.path.isfile(states):
             raise UserError('--resume %d: %s is missing, so the optimizer state cannot be restored; use --finetune '
@@ -311,18 +334,25 @@ def init_optimizer(module, config, run_dir, iters, num_devices):
              int(round(solver.warmup_epochs * iters)), begin_update)
 
 
-def build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks=()):
+def build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks=(), group=distributed.Group('local')):
     """The hooks in the order the module docstring of :mod:`train.callbacks` explains (the checkpointer is
-    added by :func:`run`, last, after the user's hooks, so that every hook's state goes into the checkpoint)."""
-    hooks = [callbacks.StopOnNonFinite(), callbacks.LearningRateLog(), callbacks.ProgressBar(),
-             callbacks.BatchLogger(config.run.frequent)]
+    added by :func:`run`, last, after the user's hooks, so that every hook's state goes into the checkpoint).
+
+    In a group, the group's own hooks come first (BatchNorm statistics averaged before anything reads them),
+    and only rank 0 has a progress bar, validates, keeps the best epoch and draws the curves.
+    """
+    hooks = distributed.sync_hooks(group) + [callbacks.StopOnNonFinite(), callbacks.LearningRateLog()]
+    if group.writes:
+        hooks.append(callbacks.ProgressBar())
+    hooks.append(callbacks.BatchLogger(config.run.frequent))
     metric = validation_metric(config)
     if val_iter is not None:
         hooks.append(callbacks.Validator(val_iter, metric, config.eval.val_interval, config.solver.end_epoch,
                                          eval_end_callbacks))
         hooks.append(callbacks.KeepBest(run_dir, metric.name))
     hooks.append(callbacks.History())
-    hooks.append(callbacks.CurvePlotter(run_dir.curves_path, metric.name))
+    if group.writes:
+        hooks.append(callbacks.CurvePlotter(run_dir.curves_path, metric.name))
     return hooks
 
 
@@ -343,9 +373,10 @@ def log_ap_table(state, best):
         LOG.info(line)
 
 
-def setup_logging(log_path):
-    """Log lines to the console (through tqdm) and to ``log_path``; returns the handlers to remove later."""
-    formatter = logging.Formatter('%(asctime)s %(message)s', '%H:%M:%S')
+def setup_logging(log_path, tag=''):
+    """Log lines to the console (through tqdm) and to ``log_path``, each after the time and ``tag`` (a worker's
+    ``'rank 1/2 '``); returns the handlers to remove later."""
+    formatter = logging.Formatter('%(asctime)s ' + tag.replace('%', '%%') + '%(message)s', '%H:%M:%S')
     handlers = [callbacks.TqdmLogHandler()]
     if log_path:
         os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
@@ -387,6 +418,7 @@ def resolve_config(config, contexts):
     names = resolve_classes(config.data.train_path, config.data.num_class, config.data.class_names)
     model = config.model
     gpus = ','.join(str(ctx.device_id) for ctx in contexts if ctx.device_type == 'gpu')
+    cpus = sum(ctx.device_type == 'cpu' for ctx in contexts)
     prefix = config.run.prefix or default_prefix(model.network, model.data_shape)
     values = {
         'data.class_names': list(names), 'data.num_class': len(names),
@@ -397,6 +429,7 @@ def resolve_config(config, contexts):
         'model.anchor_overlap': multibox.OVERLAP_THRESHOLD if model.anchor_overlap is None else model.anchor_overlap,
         'run.prefix': prefix,
         'run.gpus': gpus,
+        'run.cpus': max(cpus, 1),
         'solver.loss_scale': amp.effective_loss_scale(config.solver.amp, config.solver.loss_scale, FP16_LOSS_SCALE),
     }
     values.update(resume_position(config.run, RunDir(prefix)))
@@ -426,7 +459,8 @@ def resume_position(run, run_dir):
 
 def prepare(config):
     """The resolved configuration, its devices and its run directory, checked before anything is written."""
-    contexts = contexts_for(config.run.gpus)
+    distributed.check_kv_store(config.solver.kv_store)
+    contexts = contexts_for(config.run.gpus, config.run.cpus)
     config = resolve_config(config, contexts)
     amp.check_supported(config.solver.amp, contexts)
     run_dir = RunDir(config.run.prefix)
@@ -499,11 +533,12 @@ def train_net(config=None, hooks=(), batch_end_callbacks=(), epoch_end_callbacks
     elif flags:
         raise UserError('train_net takes a configuration or flat settings, not both (%s)' % ', '.join(flags))
     config, contexts, run_dir = prepare(config)
-    handlers = setup_logging(config.run.log)
+    group = distributed.join(config.solver.kv_store)
+    handlers = setup_logging(config.run.log if group.writes else '', group.tag)
     try:
         return run(config, contexts, run_dir, list(hooks), dict(batch_end_callbacks=batch_end_callbacks,
                                                                 epoch_end_callbacks=epoch_end_callbacks),
-                   eval_end_callbacks)
+                   eval_end_callbacks, group)
     finally:
         for handler in handlers:
             LOG.removeHandler(handler)
@@ -531,23 +566,30 @@ def replay_shuffles(train_iter, epochs):
         train_iter.reset()
 
 
-def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callbacks):
-    """:func:`train_net` after the configuration is resolved and logging is set up."""
-    LOG.info('checkpoint prefix: %s', run_dir.prefix)
-    for name in run_dir.remove_stale_temporaries():
+def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callbacks, group=distributed.Group('local')):
+    """:func:`train_net` after the configuration is resolved, the worker group joined and logging set up.
+
+    Every worker of a group runs this; only rank 0 (``group.writes``) writes the run's files.
+    """
+    LOG.info('checkpoint prefix: %s%s', run_dir.prefix, '' if group.writes else ' (written by rank 0)')
+    for name in run_dir.remove_stale_temporaries() if group.writes else ():
         LOG.info('removed %s, left by a killed run', name)
     seed_everything(config.run.seed)
     data, model = config.data, config.model
-    train_iter, val_iter = build_iterators(config)
-    iters = iterations_per_epoch(train_iter.num_records, data.batch_size, data.train_path)
+    train_iter, val_iter = build_iterators(config, group)
+    iters = iterations_per_epoch(train_iter.worker_records, data.batch_size, data.train_path)
+    if group.distributed:
+        LOG.info('worker %d of %d (--kv-store %s): images per worker %s; %d iterations per epoch on every worker',
+                 group.rank, group.num_workers, group.kv_store, train_iter.worker_records.tolist(), iters)
     note = num_example_note(data.num_example, data.train_path, train_iter.num_records)
     if note:
         LOG.info('note: %s', note)
     symbol = symbol_factory.get_symbol_train(model.network, model.data_shape, data.num_class, **graph_settings(model))
     module, frozen = start_module(config, run_dir, precision_graph(config.solver, symbol), train_iter, contexts)
-    init_optimizer(module, config, run_dir, iters, len(contexts))
-    run_dir.write_class_names(data.class_names)
-    run_dir.write_config(config)
+    init_optimizer(module, config, run_dir, iters, len(contexts), group)
+    if group.writes:
+        run_dir.write_class_names(data.class_names)
+        run_dir.write_config(config)
     begin_epoch, end_epoch = begin_epoch_of(config), config.solver.end_epoch
     LOG.info('training %s on %s: %d classes, %d images, %d iterations per epoch, epochs %d..%d',
              model.network, ', '.join(map(str, contexts)), data.num_class, train_iter.num_records, iters,
@@ -556,18 +598,20 @@ def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callback
     skip = config.run.resume_batch if kind == 'resume' else 0
     last = run_dir.params_path(begin_epoch, skip) if kind in ('resume', 'finetune') else None
     state = callbacks.TrainState(module, MultiBoxMetric(symbol.list_outputs()), iters, data.batch_size, last)
-    hooks = build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks) + user_hooks
+    hooks = build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks, group) + user_hooks
     trainer = Trainer(state, hooks, extra_state=dict(frozen_params=frozen, iterations_per_epoch=iters,
-                                                     num_train_records=train_iter.num_records, start=kind))
-    checkpointer = callbacks.Checkpointer(symbol, run_dir, trainer.state_dict)
-    trainer.hooks.append(checkpointer)
+                                                     num_train_records=train_iter.num_records, start=kind,
+                                                     num_workers=group.num_workers))
+    checkpointer = callbacks.Checkpointer(symbol, run_dir, trainer.state_dict, group.saves_optimizer_states)
+    if group.writes:
+        trainer.hooks.append(checkpointer)
     restore_trainer_state(trainer, config, run_dir)
     monitor = (callbacks.LoggedMonitor(config.run.monitor, pattern=config.run.monitor_pattern)
                if config.run.monitor > 0 else None)
     if kind == 'resume':
         replay_shuffles(train_iter, begin_epoch)
     trainer.fit(train_iter, begin_epoch, end_epoch, monitor=monitor, skip_batches=skip,
-                on_interrupt=checkpointer.save_interrupted, **user_callbacks)
+                on_interrupt=checkpointer.save_interrupted if group.writes else None, **user_callbacks)
     best = next((hook.best for hook in hooks if isinstance(hook, callbacks.KeepBest)), None)
     log_ap_table(state, best)
     return dict(prefix=run_dir.prefix, config=config, history=state.history, best=best or None,
