@@ -180,6 +180,51 @@ def test_two_workers_of_batch_b_take_the_step_of_one_worker(records, tmp_path):
     assert moved > 1e-2 and largest_difference(alone, pair) < 1e-3 * moved
 
 
+def test_a_group_resumed_at_epoch_2_ends_as_the_group_that_never_stopped(group_data, tmp_path):
+    def run(folder, **overrides):
+        folder.mkdir()
+        settings = group_settings(group_data, tmp_path / 'runs' / folder.name / 'ssd', end_epoch=3, lr=0.05,
+                                  **overrides)
+        process, output = launch_workers(folder, settings, 2)
+        assert process.returncode == 0, output[-4000:]
+        return output
+
+    run(tmp_path / 'straight')
+    shutil.copytree(tmp_path / 'runs' / 'straight', tmp_path / 'runs' / 'resumed')
+    for name in os.listdir(tmp_path / 'runs' / 'resumed'):       # keep epoch 2, as if killed during epoch 3
+        if '-0003.' in name:
+            os.remove(tmp_path / 'runs' / 'resumed' / name)
+    output = run(tmp_path / 'resumed', resume='last')
+    assert output.count('optimizer state restored from') == 2                  # on both workers
+    straight, _ = load_checkpoint_params(str(tmp_path / 'runs' / 'straight' / 'ssd'), 3, 'test')
+    resumed, _ = load_checkpoint_params(str(tmp_path / 'runs' / 'resumed' / 'ssd'), 3, 'test')
+    assert max(float(np.abs(straight[name].asnumpy() - resumed[name].asnumpy()).max()) for name in straight) == 0
+
+
+def test_dist_async_trains_with_the_optimizer_on_the_server(group_data, tmp_path):
+    prefix = tmp_path / 'run' / 'ssd'
+    process, output = launch_workers(tmp_path, group_settings(group_data, prefix, kv_store='dist_async',
+                                                              end_epoch=2, lr=0.05, lr_steps=[1]), 2)
+    assert process.returncode == 0, output[-4000:]
+    saved = sorted(os.listdir(prefix.parent))
+    assert 'ssd-0002.params' in saved and not [name for name in saved if name.endswith('.states')]
+    history = json.loads((tmp_path / 'out' / 'history-1.json').read_text())
+    assert [epoch['epoch'] for epoch in history] == [1, 2] and all(np.isfinite(epoch['CrossEntropy'])
+                                                                   for epoch in history)
+
+
+def test_optimizer_states_keyed_by_parameter_name_survive_a_checkpoint(tmp_path):
+    import mxnet as mx
+
+    from core.checkpoint import state_arrays, states_from_arrays
+    states = {'conv0_weight': mx.nd.ones((2, 3)), 'bn0_gamma': None, 3: (mx.nd.zeros(2), mx.nd.ones(2) * 5)}
+    mx.nd.save(str(tmp_path / 'states'), state_arrays(states))   # a kvstore updater's keys, SGD without momentum
+    loaded = states_from_arrays(mx.nd.load(str(tmp_path / 'states')))
+    assert sorted(loaded, key=str) == [3, 'bn0_gamma', 'conv0_weight'] and loaded['bn0_gamma'] is None
+    assert loaded['conv0_weight'].asnumpy().tolist() == [[1, 1, 1], [1, 1, 1]]
+    assert [part.asnumpy().tolist() for part in loaded[3]] == [[0, 0], [5, 5]]
+
+
 def test_a_killed_worker_stops_the_group_with_its_name_within_a_minute(group_data, tmp_path):
     process = launch_workers(tmp_path, group_settings(group_data, tmp_path / 'run' / 'ssd', end_epoch=1000), 2,
                              wait=False)

@@ -9,13 +9,18 @@ the run that never stopped.
 import mxnet as mx
 
 
-class ConstantScheduler(mx.lr_scheduler.LRScheduler):
-    """A constant learning rate after an optional warm-up (MultiFactorScheduler needs at least one step)."""
+NEVER = 2 ** 62          # a FactorScheduler step no run reaches: a constant rate after the warm-up
 
-    def __call__(self, num_update):
-        if num_update < self.warmup_steps:
-            return self.get_warmup_lr(num_update)
-        return self.base_lr
+
+def constant_scheduler(lr, warmup_steps):
+    """A constant learning rate after an optional warm-up (MultiFactorScheduler needs at least one step).
+
+    MXNet's own class, not one of ours: under ``dist_async`` the servers unpickle the optimizer with its
+    scheduler while ``import mxnet`` is still running (their loop runs inside it), so a class defined outside
+    MXNet cannot be loaded there.
+    """
+    return mx.lr_scheduler.FactorScheduler(step=NEVER, factor=1.0, base_lr=lr, warmup_steps=warmup_steps,
+                                           warmup_begin_lr=0.0)
 
 
 def step_updates(lr_steps, iterations_per_epoch):
@@ -60,7 +65,7 @@ def make_lr_scheduler(lr, lr_steps, lr_factor, iterations_per_epoch, warmup_epoc
     warmup_steps = int(round(warmup_epochs * iterations_per_epoch))
     steps = step_updates(lr_steps, iterations_per_epoch)
     if not steps:
-        return ConstantScheduler(base_lr=lr, warmup_steps=warmup_steps)
+        return constant_scheduler(lr, warmup_steps)
     return mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=lr_factor, base_lr=lr,
                                                 warmup_steps=warmup_steps, warmup_begin_lr=0.0)
 

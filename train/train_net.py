@@ -339,10 +339,12 @@ def build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks=(), group=
     added by :func:`run`, last, after the user's hooks, so that every hook's state goes into the checkpoint).
 
     In a group, the group's own hooks come first (BatchNorm statistics averaged before anything reads them),
-    and only rank 0 has a progress bar, validates, keeps the best epoch and draws the curves.
+    and only rank 0 validates, keeps the best epoch and draws the curves. A worker of a group has no progress
+    bar (its output reaches the launcher through a pipe, where a bar's redraws are noise): its log lines say
+    the speed.
     """
     hooks = distributed.sync_hooks(group) + [callbacks.StopOnNonFinite(), callbacks.LearningRateLog()]
-    if group.writes:
+    if not group.distributed:
         hooks.append(callbacks.ProgressBar())
     hooks.append(callbacks.BatchLogger(config.run.frequent))
     metric = validation_metric(config)
