@@ -8,7 +8,6 @@ the run that never stopped.
 """
 import mxnet as mx
 
-
 NEVER = 2 ** 62          # a FactorScheduler step no run reaches: a constant rate after the warm-up
 
 
