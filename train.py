@@ -18,7 +18,7 @@ from config.defaults import FP16_LOSS_SCALE
 from config.errors import run_cli
 from config.recipes import RECIPES, recipe_path
 from config.runtime import configure_threads
-from config.schema import AMP_MODES, DEFAULTS, build_config, read_yaml
+from config.schema import AMP_MODES, BALANCE_MODES, DEFAULTS, build_config, read_yaml
 from dataset.imdb import read_class_names
 from tools.cli import add_common_args, comma_ints, given_flags
 
@@ -52,6 +52,11 @@ def build_parser():
                            'train .rec (a note says so)')
     data.add_argument('--train-preset', default=DEFAULTS.data.train_preset, choices=sorted(PRESETS),
                       help='augmentation preset of the training iterator (config/augmentation.py)')
+    data.add_argument('--balance', default=DEFAULTS.data.balance, choices=BALANCE_MODES,
+                      help='repeat-factor: repeat the images of rare classes, sqrt(t / image fraction) times (LVIS); '
+                           'the records are copied once to <prefix>-balanced.rec')
+    data.add_argument('--balance-threshold', type=float, default=DEFAULTS.data.balance_threshold, metavar='T',
+                      help='classes in fewer than this fraction of the images are repeated (--balance)')
     add_common_args(parser)
     start = parser.add_argument_group('starting weights')
     start.add_argument('--pretrained', default=DEFAULTS.run.pretrained,
@@ -75,10 +80,16 @@ def build_parser():
     logs = parser.add_argument_group('logging')
     logs.add_argument('--frequent', type=int, default=DEFAULTS.run.frequent, help='log line every N batches')
     logs.add_argument('--log', default=DEFAULTS.run.log, help="log file ('' for none)")
+    logs.add_argument('--tensorboard', action=argparse.BooleanOptionalAction, default=DEFAULTS.run.tensorboard,
+                      help='TensorBoard event files in <prefix>-tb/: losses, LR, speed, mAP, AP per class, training '
+                           'batches, validation detections, PR curves (tensorboardX; default: on)')
     logs.add_argument('--monitor', type=int, default=DEFAULTS.run.monitor,
                       help='print weight/gradient statistics every N batches (0: off)')
     logs.add_argument('--pattern', default=DEFAULTS.run.monitor_pattern, help='names the monitor prints (regex)')
     logs.add_argument('--val-interval', type=int, default=DEFAULTS.eval.val_interval, help='validate every N epochs')
+    logs.add_argument('--validate-on-train', type=int, default=DEFAULTS.eval.validate_on_train, metavar='N',
+                      help='after epoch 1, score N training batches without augmentation and warn when that mAP '
+                           'is near zero while the loss falls (a data bug); 0: off')
     return parser
 
 
@@ -93,6 +104,24 @@ def add_optimization_args(parser):
     group.add_argument('--lr-factor', type=float, default=DEFAULTS.solver.lr_factor, help='LR multiplier per step')
     group.add_argument('--warmup-epochs', type=float, default=DEFAULTS.solver.warmup_epochs,
                        help='linear LR warm-up from 0 over this many epochs (may be fractional)')
+    group.add_argument('--lr-scheduler', default=DEFAULTS.solver.lr_scheduler, choices=('step', 'cosine', 'poly'),
+                       help='step: x --lr-factor at each of --lr-steps; cosine / poly: from --lr after the warm-up '
+                            'to --final-lr at the end of --end-epoch')
+    group.add_argument('--warmup-start-factor', type=float, default=DEFAULTS.solver.warmup_start_factor,
+                       help='the warm-up starts at this fraction of --lr (0 to 1)')
+    group.add_argument('--final-lr', type=float, default=DEFAULTS.solver.final_lr,
+                       help='cosine / poly: the LR of the last update (0 to --lr)')
+    group.add_argument('--poly-power', type=float, default=DEFAULTS.solver.poly_power,
+                       help='poly: LR = final + (lr - final) * (1 - progress) ** power')
+    group.add_argument('--bias-lr-mult', type=float, default=DEFAULTS.solver.bias_lr_mult,
+                       help="LR multiplier of every bias (the SSD Caffe recipe's 2); biases never get weight decay")
+    group.add_argument('--backbone-lr-mult', type=float, default=DEFAULTS.solver.backbone_lr_mult,
+                       help='LR multiplier of the backbone, i.e. all but the extra layers, L2 scales and heads '
+                            '(e.g. 0.1 for a pretrained backbone)')
+    group.add_argument('--norm-decay', action=argparse.BooleanOptionalAction, default=DEFAULTS.solver.norm_decay,
+                       help='weight decay on BatchNorm gamma and the L2-normalization scales (x0.1); '
+                            '--no-norm-decay: none on either, as the SSD Caffe recipe for BatchNorm (beta never '
+                            'decays)')
     group.add_argument('--begin-epoch', type=int, default=DEFAULTS.solver.begin_epoch,
                        help='first epoch (without --resume/--finetune); earlier LR steps apply')
     group.add_argument('--end-epoch', type=int, default=DEFAULTS.solver.end_epoch, help='last epoch')
@@ -111,6 +140,11 @@ def add_optimization_args(parser):
                             'on GPUs; master weights, losses and MultiBox operators stay float32')
     group.add_argument('--loss-scale', type=float, default=DEFAULTS.solver.loss_scale,
                        help='static loss scale (default: %g with --amp fp16, else 1)' % FP16_LOSS_SCALE)
+    group.add_argument('--ema', type=float, default=DEFAULTS.solver.ema, metavar='DECAY',
+                       help='also keep an exponential moving average of the weights and BatchNorm statistics, '
+                            'updated after every batch (ema = DECAY*ema + (1-DECAY)*w, no ramp, starting from the '
+                            'initial weights), validated beside them and saved every epoch as '
+                            '<prefix>-ema-NNNN.params (evaluate.py --prefix <prefix>-ema); e.g. 0.999; 0: off')
     group.add_argument('--anchor-overlap', type=float, default=DEFAULTS.model.anchor_overlap,
                        help='IoU from which an anchor is trained as a positive (default: symbol/multibox.py, 0.5)')
 

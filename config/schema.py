@@ -49,6 +49,8 @@ class DataConfig:
     train_preset: str = key('ssd_train', 'augmentation preset of the training iterator (config/augmentation.py)')
     class_names: Optional[List[str]] = key(None, "class names; None: the train .rec's .classes file")
     num_class: Optional[int] = key(None, 'object classes; None: the number of class names')
+    balance: str = key('none', "'repeat-factor': repeat images of rare classes (LVIS); 'none'")
+    balance_threshold: float = key(0.1, 'repeat-factor t: classes in fewer than this image fraction repeat')
 
 
 @dataclasses.dataclass
@@ -72,12 +74,20 @@ class SolverConfig:
     lr_steps: List[int] = key(None, 'epochs at which the LR is multiplied by lr_factor', lambda: [80, 160])
     lr_factor: float = key(0.1, 'LR multiplier at each step')
     warmup_epochs: float = key(0.0, 'linear LR warm-up from 0, in epochs (may be fractional)')
+    lr_scheduler: str = key('step', "'step' (lr_steps, lr_factor), 'cosine' or 'poly' (to final_lr at end_epoch)")
+    warmup_start_factor: float = key(0.0, 'the warm-up starts at this fraction of lr (0 to 1)')
+    final_lr: float = key(0.0, 'cosine / poly: the LR reached at the end of end_epoch')
+    poly_power: float = key(0.9, 'poly: exponent of (1 - progress)')
+    bias_lr_mult: float = key(1.0, 'LR multiplier of the biases (the SSD Caffe recipe: 2)')
+    backbone_lr_mult: float = key(1.0, 'LR multiplier of the backbone (not extra layers, L2 scales, heads)')
+    norm_decay: bool = key(True, 'weight decay on BatchNorm gamma and L2 scales (x0.1); False: none on either')
     begin_epoch: int = key(0, 'first epoch when not resuming (LR steps already passed apply)')
     end_epoch: int = key(240, 'train until this epoch')
     freeze: str = key('^(conv1_|conv2_).*', 'regex of loaded parameters kept fixed')
     kv_store: str = key('local', "MXNet kvstore: 'local'/'device' (devices), 'dist_sync' etc. (tools/launch.py)")
     amp: str = key('none', "mixed precision: 'none', 'bf16' (CPUs with AVX-512), 'fp16' (GPUs)")
     loss_scale: Optional[float] = key(None, 'static loss scale; None: 128 under fp16, else 1')
+    ema: float = key(0.0, 'decay of a moving average of the weights, saved as <prefix>-ema (e.g. 0.999); 0: off')
 
 
 @dataclasses.dataclass
@@ -98,6 +108,7 @@ class RunConfig:
     monitor_pattern: str = key('.*', 'names of the arrays the monitor prints (regex)')
     seed: Optional[int] = key(None, 'seed of MXNet, NumPy and the shuffle; None: unseeded')
     recipe: str = key('', 'name of the config/recipes/<name>.yaml the run started from')
+    tensorboard: bool = key(True, 'TensorBoard event files in <prefix>-tb/ (tensorboardX; rank 0)')
 
 
 @dataclasses.dataclass
@@ -106,6 +117,7 @@ class EvalConfig:
     use_difficult: bool = key(False, 'score difficult objects as ordinary ones')
     voc07: bool = key(True, '11-point VOC07 AP (False: area under the precision-recall curve)')
     val_interval: int = key(1, 'validate every this many epochs (and after the last)')
+    validate_on_train: int = key(0, 'score this many training batches unaugmented after epoch 1; 0: off')
 
 
 @dataclasses.dataclass
@@ -135,15 +147,20 @@ FLAG_KEYS = {
     'network_overrides': 'model.network_overrides',
     'optimizer': 'solver.optimizer', 'lr': 'solver.lr', 'momentum': 'solver.momentum', 'wd': 'solver.wd',
     'lr_steps': 'solver.lr_steps', 'lr_factor': 'solver.lr_factor', 'warmup_epochs': 'solver.warmup_epochs',
+    'lr_scheduler': 'solver.lr_scheduler', 'warmup_start_factor': 'solver.warmup_start_factor',
+    'final_lr': 'solver.final_lr', 'poly_power': 'solver.poly_power', 'bias_lr_mult': 'solver.bias_lr_mult',
+    'backbone_lr_mult': 'solver.backbone_lr_mult', 'norm_decay': 'solver.norm_decay',
     'begin_epoch': 'solver.begin_epoch', 'end_epoch': 'solver.end_epoch', 'freeze': 'solver.freeze',
     'kv_store': 'solver.kv_store', 'amp': 'solver.amp', 'loss_scale': 'solver.loss_scale',
+    'ema': 'solver.ema',
     'prefix': 'run.prefix', 'gpus': 'run.gpus', 'cpus': 'run.cpus', 'resume': 'run.resume', 'finetune': 'run.finetune',
     'pretrained': 'run.pretrained', 'epoch': 'run.pretrained_epoch', 'overwrite': 'run.overwrite',
     'trust_pickled_states': 'run.trust_pickled_states',
     'log': 'run.log', 'frequent': 'run.frequent', 'monitor': 'run.monitor', 'pattern': 'run.monitor_pattern',
-    'seed': 'run.seed', 'recipe': 'run.recipe',
+    'seed': 'run.seed', 'recipe': 'run.recipe', 'tensorboard': 'run.tensorboard',
     'overlap': 'eval.overlap', 'use_difficult': 'eval.use_difficult', 'voc07': 'eval.voc07',
-    'val_interval': 'eval.val_interval',
+    'val_interval': 'eval.val_interval', 'validate_on_train': 'eval.validate_on_train',
+    'balance': 'data.balance', 'balance_threshold': 'data.balance_threshold',
 }
 
 NOT_FLAGS = ('mean_pixels', 'std_pixels', 'network_overrides')   # names of -config.json files, not flags
@@ -310,6 +327,9 @@ def from_flat(**flags):
     return build_config(flags=flags)
 
 
+BALANCE_MODES = ('none', 'repeat-factor')
+
+
 def check_config(config):
     """UserError naming the key (and its flag) for values that cannot work."""
     data, solver, run, model, evaluation = config.data, config.solver, config.run, config.model, config.eval
@@ -324,11 +344,13 @@ def check_config(config):
              ('model.anchor_overlap', model.anchor_overlap is None or 0 < model.anchor_overlap <= 1),
              ('solver.loss_scale', solver.loss_scale is None or solver.loss_scale > 0),
              ('data.mean_pixels', len(data.mean_pixels) == 3), ('data.std_pixels', len(data.std_pixels) == 3),
-             ('data.std_pixels', all(value > 0 for value in data.std_pixels))]
+             ('data.std_pixels', all(value > 0 for value in data.std_pixels)),
+             ('data.balance_threshold', 0 < data.balance_threshold <= 1),
+             ('eval.validate_on_train', evaluation.validate_on_train >= 0)]
     for dotted, ok in rules:
         if not ok:
             raise UserError('%s %s is out of range' % (flag_words(dotted), OmegaConf.select(config, dotted)))
-    choices = [('solver.optimizer', OPTIMIZERS), ('solver.amp', AMP_MODES)]
+    choices = [('solver.optimizer', OPTIMIZERS), ('solver.amp', AMP_MODES), ('data.balance', BALANCE_MODES)]
     for dotted, allowed in choices:
         if OmegaConf.select(config, dotted) not in allowed:
             raise UserError('%s %r: choose one of %s' % (flag_words(dotted), OmegaConf.select(config, dotted),

@@ -10,9 +10,11 @@
     <prefix>-config.yaml          the run's configuration, every value explicit (``--config-file`` repeats it)
     <prefix>-config.json          the same of runs before the YAML schema (read, never written)
     <prefix>.classes              class names, one per line
+    <prefix>-balanced.rec/.idx    the training records repeated by --balance repeat-factor (with .classes, .json)
     <prefix>-best.json            the epoch with the best validation mAP
     <prefix>-curves.png           losses and mAP per epoch
     <prefix>-eval-%04d/           evaluate.py's results
+    <prefix>-ema-*                the moving average of the weights (--ema, train/ema.py): a run dir of its own
 
 ``RunDir(prefix).deploy()`` is the run directory of the deploy files (``<dir>/deploy_<name>``). Later
 features add their names here: rank-0-only writes, EMA checkpoints, TensorBoard folders, a ``last`` pointer.
@@ -29,6 +31,7 @@ from core import checkpoint
 from core.atomic import atomic_open, atomic_paths, remove_stale_temporaries, write_json
 
 CONFIG_YAML, CONFIG_JSON = '-config.yaml', '-config.json'
+EMA_SUFFIX = '-ema'                   # RunDir(prefix).ema(): the moving average's files
 
 
 def default_prefix(network, data_shape):
@@ -92,6 +95,11 @@ class RunDir:
         return self.prefix + '-best.json'
 
     @property
+    def balanced_prefix(self):
+        """``<prefix>-balanced``: the ``.rec``/``.idx``/``.classes``/``.json`` of ``--balance repeat-factor``."""
+        return self.prefix + '-balanced'
+
+    @property
     def curves_path(self):
         return self.prefix + '-curves.png'
 
@@ -103,6 +111,11 @@ class RunDir:
         """The run directory of the deploy files: ``<deploy_dir or dirname(prefix)>/deploy_<basename>``."""
         directory, name = os.path.split(self.prefix)
         return RunDir(os.path.join(directory if deploy_dir is None else deploy_dir, DEPLOY['file_tag'] + name))
+
+    def ema(self):
+        """The run directory of the weights' moving average (``--ema``): ``<prefix>-ema``, whose ``-symbol.json``,
+        ``-%04d.params``, ``-config.yaml`` and ``.classes`` evaluate.py / demo.py / deploy.py read as any run's."""
+        return RunDir(self.prefix + EMA_SUFFIX)
 
     # ------------------------------------------------------------------------------------- checkpoints
     def epochs(self):

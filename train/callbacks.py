@@ -1,16 +1,20 @@
 """Training hooks, one concern each, run by :class:`train.trainer.Trainer` in the order they are given.
 
 Every hook derives from :class:`Hook` and overrides what it needs: ``before_train``, ``before_epoch``,
-``after_batch``, ``after_epoch``, ``after_train`` (also after an error: ``state.error`` is set), and
+``batch_fetched``, ``after_batch``, ``after_epoch``, ``after_train`` (also after an error: ``state.error`` is set), and
 ``state_dict`` / ``load_state_dict`` for what must survive a ``--resume`` (saved with each checkpoint in
 ``<prefix>-%04d.trainer.json``). :func:`train.train_net.build_hooks` puts them in this order:
 
+0. in a group of workers, train/distributed.py's :class:`~train.distributed.AverageAuxStates`, first;
 1. :class:`StopOnNonFinite` (after batch) before anything logs or saves a NaN;
 2. :class:`LearningRateLog`, :class:`ProgressBar` and :class:`BatchLogger` (after batch);
-3. :class:`Validator`, then :class:`KeepBest`, which reads the validation result;
-4. :class:`History` (after epoch), so each epoch's record holds its validation values;
-5. :class:`CurvePlotter` (after epoch): it draws the history;
-6. the user's hooks, then :class:`Checkpointer`, last: weights, optimizer and every hook's state of the
+3. ``--validate-on-train``'s :class:`train.data_check.TrainDataCheck` (after epoch 1);
+4. :class:`Validator`, then :class:`KeepBest`, which reads the validation result;
+5. :class:`History` (after epoch), so each epoch's record holds its validation values;
+6. ``--ema``'s :class:`train.ema.WeightAverage` (after batch; after epoch it validates and saves the average);
+7. :class:`CurvePlotter` (after epoch): it draws the history; then the pictures of train/visuals.py and the
+   TensorBoard events of train/tensorboard.py (rank 0);
+8. the user's hooks, then :class:`Checkpointer`, last: weights, optimizer and every hook's state of the
    finished epoch go into one checkpoint set (core/run_dir.py), committed by its ``.params``.
 """
 import logging
@@ -104,6 +108,10 @@ class Hook:
 
     def before_epoch(self, state):
         """Before the first batch of each epoch."""
+
+    def batch_fetched(self, state):
+        """When fit receives each training batch (``state.data_batch``, ``state.data_batch_index``), before it
+        trains on it: the one moment its arrays surely hold it (train/trainer.py)."""
 
     def after_batch(self, state):
         """After each batch's update and metric."""

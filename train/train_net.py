@@ -25,16 +25,19 @@ from core.checkpoint import checkpoint_num_classes, load_optimizer_states
 from core.checkpoint import read_checkpoint_file as checkpoint_file
 from core.devices import contexts_for
 from core.run_dir import RunDir, default_prefix
+from dataset.balance import balanced_records
 from dataset.imdb import check_same_class_lists, classes_path_for
 from dataset.iterator import DetRecordIter, shared_label_width
 from dataset.record_set import class_names_for, resolve_inputs
 from evaluate.report import format_ap_table
 from evaluate.runner import map_metric
 from symbol import common, multibox, symbol_factory
-from train import amp, callbacks, distributed, params, schedule
+from train import amp, callbacks, distributed, ema, param_groups, params, schedule
+from train.data_check import TrainDataCheck
 from train.initializer import SSDInitializer
 from train.metric import MultiBoxMetric
 from train.trainer import Trainer
+from train.visuals import visual_hooks
 
 LOG = logging.getLogger('train')
 
@@ -42,6 +45,9 @@ LOG = logging.getLogger('train')
 def check_paths(data):
     """UserError for data files that do not exist, naming the flag; the record paths may be sets (a manifest, a
     glob, a comma-separated list: dataset/record_set.py)."""
+    if data.balance != 'none' and data.train_list:
+        raise UserError('--balance %s copies the records with their own labels; it cannot be used with --train-list '
+                        '(pack the list into a .rec first: tools/im2rec.py)' % data.balance)
     for flag, path in (('--train-list', data.train_list), ('--val-list', data.val_list)):
         if path and not os.path.isfile(path):
             raise UserError('%s %s does not exist' % (flag, path))
@@ -105,12 +111,33 @@ def build_iterators(config, group=distributed.Group('local')):
                        mean_pixels=tuple(data.mean_pixels), std_pixels=tuple(data.std_pixels),
                        label_pad_width=data.label_width)
     seed = {} if config.run.seed is None else {'seed': config.run.seed + group.rank}
-    train_iter = DetRecordIter(data.train_path, path_imglist=data.train_list, preset=data.train_preset,
+    train_iter = DetRecordIter(training_records(config), path_imglist=data.train_list, preset=data.train_preset,
                                round_batch=False, num_parts=group.num_workers, part_index=group.rank,
                                **common_args, **seed)
     val_iter = (DetRecordIter(data.val_path, path_imglist=data.val_list, preset='val', **common_args)
                 if data.val_path and group.writes else None)
     return train_iter, val_iter
+
+
+def training_records(config):
+    """What the training iterator reads: ``data.train_path``, or with ``--balance repeat-factor`` its balanced
+    copy ``<prefix>-balanced.rec`` (dataset/balance.py; made once, reused while its inputs are unchanged)."""
+    data = config.data
+    if data.balance == 'none':
+        return data.train_path
+    return balanced_records(data.train_path, RunDir(config.run.prefix).balanced_prefix, data.balance_threshold,
+                            config.run.seed, log=LOG.info)
+
+
+def train_data_check(config):
+    """The ``--validate-on-train`` hook: a fresh unaugmented iterator over the (unbalanced) training records."""
+    data = config.data
+
+    def make_iter():
+        return DetRecordIter(data.train_path, batch_size=data.batch_size, data_shape=config.model.data_shape,
+                             mean_pixels=tuple(data.mean_pixels), std_pixels=tuple(data.std_pixels),
+                             label_pad_width=data.label_width, preset='val', path_imglist=data.train_list)
+    return TrainDataCheck(make_iter, validation_metric(config), config.eval.validate_on_train)
 
 
 def iterations_per_epoch(num_records, batch_size, train_path):
@@ -314,10 +341,12 @@ def init_optimizer(module, config, run_dir, iters, num_devices, group=distribute
     """
     solver = config.solver
     begin_update = begin_epoch_of(config) * iters + config.run.resume_batch
-    scheduler = schedule.make_lr_scheduler(solver.lr, solver.lr_steps, solver.lr_factor, iters, solver.warmup_epochs)
+    scheduler = schedule.solver_scheduler(solver, iters)
     settings = schedule.optimizer_params(solver.optimizer, solver.lr, solver.momentum, solver.wd, scheduler,
                                          num_devices * group.gradient_sum_workers, begin_update, solver.loss_scale)
-    distributed.init_optimizer(module, group, solver.optimizer, settings)
+    names = param_groups.trained_names(module)
+    with param_groups.optimizer_graph(module, *param_groups.solver_multipliers(solver, names)):
+        distributed.init_optimizer(module, group, solver.optimizer, settings)
     kind, epoch = starting_point(config.run)
     if kind == 'resume' and not group.saves_optimizer_states:
         LOG.info('--resume %d under --kv-store %s: the optimizer state lives on the servers and was not saved; it '
@@ -329,9 +358,9 @@ def init_optimizer(module, config, run_dir, iters, num_devices, group=distribute
                             '%d to start from the weights with a fresh optimizer' % (epoch, states, epoch))
         kind = load_optimizer_states(module, states, '--resume %d' % epoch, config.run.trust_pickled_states)
         LOG.info('optimizer state restored from %s%s', states, ' (a trusted pickle)' if kind == 'pickle' else '')
-    LOG.info('LR %.6g, steps at updates %s (epochs %s x %d iterations), warm-up %d updates, starting at update %d',
-             solver.lr, schedule.step_updates(solver.lr_steps, iters), list(solver.lr_steps), iters,
-             int(round(solver.warmup_epochs * iters)), begin_update)
+    LOG.info('%s', schedule.describe(solver, iters, begin_update))
+    for line in param_groups.group_lines(module._optimizer, names):   # Module keeps its optimizer private
+        LOG.info('%s', line)
 
 
 def build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks=(), group=distributed.Group('local')):
@@ -347,14 +376,19 @@ def build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks=(), group=
     if not group.distributed:
         hooks.append(callbacks.ProgressBar())
     hooks.append(callbacks.BatchLogger(config.run.frequent))
+    if config.eval.validate_on_train > 0 and group.writes:
+        hooks.append(train_data_check(config))
     metric = validation_metric(config)
     if val_iter is not None:
         hooks.append(callbacks.Validator(val_iter, metric, config.eval.val_interval, config.solver.end_epoch,
                                          eval_end_callbacks))
         hooks.append(callbacks.KeepBest(run_dir, metric.name))
     hooks.append(callbacks.History())
+    hooks += ema.build_hooks(config, symbol, run_dir, val_iter, validation_metric(config), starting_point(config.run),
+                             group.writes)
     if group.writes:
         hooks.append(callbacks.CurvePlotter(run_dir.curves_path, metric.name))
+        hooks += visual_hooks(config, run_dir, hooks)   # pictures, TensorBoard: after Validator and KeepBest
     return hooks
 
 
@@ -459,9 +493,18 @@ def resume_position(run, run_dir):
     return {'run.resume': str(newest[0]), 'run.resume_batch': newest[1]}
 
 
+def check_solver(solver):
+    """The solver settings each builder checks again when it uses them, checked before anything is read or
+    written: kvstore, schedule, group multipliers, EMA decay (each a one-line UserError naming the flag)."""
+    distributed.check_kv_store(solver.kv_store)
+    schedule.check_schedule(solver)
+    param_groups.check_multipliers(solver)
+    ema.check_decay(solver.ema)
+
+
 def prepare(config):
     """The resolved configuration, its devices and its run directory, checked before anything is written."""
-    distributed.check_kv_store(config.solver.kv_store)
+    check_solver(config.solver)
     contexts = contexts_for(config.run.gpus, config.run.cpus)
     config = resolve_config(config, contexts)
     amp.check_supported(config.solver.amp, contexts)
@@ -613,7 +656,8 @@ def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callback
     if kind == 'resume':
         replay_shuffles(train_iter, begin_epoch)
     trainer.fit(train_iter, begin_epoch, end_epoch, monitor=monitor, skip_batches=skip,
-                on_interrupt=checkpointer.save_interrupted if group.writes else None, **user_callbacks)
+                on_interrupt=ema.saving_average_first(hooks, checkpointer.save_interrupted) if group.writes else None,
+                **user_callbacks)
     best = next((hook.best for hook in hooks if isinstance(hook, callbacks.KeepBest)), None)
     log_ap_table(state, best)
     return dict(prefix=run_dir.prefix, config=config, history=state.history, best=best or None,

@@ -8,6 +8,12 @@
   state), then the user's (e.g. ``mx.callback.do_checkpoint``);
 - the training iterator wrapped in :class:`EpochBatches`, whose first fetch of an epoch is the
   ``before_epoch`` event (fit has no epoch-begin callback) and which ends an epoch before a padded batch;
+- every batch :class:`EpochBatches` hands to fit, first to the hooks' ``batch_fetched(state)``, with
+  ``state.data_batch`` the batch and ``state.data_batch_index`` its 0-based place in the epoch. That is the one
+  moment its arrays are surely the ones the network trains on: fit fetches batch ``i + 1`` before batch ``i``'s
+  batch-end callback, and the C++ prefetching iterator refills its buffers a few fetches later (5 with the default
+  prefetch buffer, measured; dataset/iterator.py), so a hook that keeps pixels copies them there (train/visuals.py
+  draws the first training batches so);
 - the user's ``eval_end_callback``\\ s go to :class:`train.callbacks.Validator` (see there why validation is
   not fit's ``eval_data``).
 
@@ -39,12 +45,15 @@ class EpochBatches(mx.io.DataIter):
     """``data_iter`` as epochs of ``num_batches`` full batches for ``Module.fit``.
 
     The wrapped iterator is reset once per epoch, lazily at the epoch's first fetch (as the loop before fit
-    did, so shuffles and therefore results are unchanged); that fetch calls ``on_epoch_start()``.
+    did, so shuffles and therefore results are unchanged); that fetch calls ``on_epoch_start()``. Each batch
+    returned to fit (skipped and padded ones are not) goes first to ``on_batch(batch, index)``, ``index`` its
+    0-based place in the epoch, while its arrays still hold it.
     """
 
-    def __init__(self, data_iter, num_batches, on_epoch_start, skip_first=0):
+    def __init__(self, data_iter, num_batches, on_epoch_start, skip_first=0, on_batch=None):
         super().__init__(data_iter.batch_size)
         self.data_iter, self.num_batches, self.on_epoch_start = data_iter, num_batches, on_epoch_start
+        self.on_batch = on_batch
         self.fetched = 0
         self.skip_first = skip_first      # batches of the first epoch a mid-epoch checkpoint had trained
 
@@ -69,6 +78,8 @@ class EpochBatches(mx.io.DataIter):
         batch = self.data_iter.next() if self.fetched < self.num_batches else None
         if batch is None or batch.pad:
             self.end_epoch()
+        if self.on_batch is not None:
+            self.on_batch(batch, self.fetched)
         self.fetched += 1
         return batch
 
@@ -106,10 +117,20 @@ class Trainer:
         self.next_epoch = self.batch_offset = 0
         self.stop_signal = None
         self.on_interrupt = None
+        self.state.data_batch, self.state.data_batch_index = None, -1
 
     def call(self, event):
         for hook in self.hooks:
             getattr(hook, event)(self.state)
+
+    def batch_fetched(self, batch, index):
+        """:class:`EpochBatches`' ``on_batch``: ``state.data_batch`` / ``state.data_batch_index`` set, then every
+        hook's ``batch_fetched(state)``, for the hooks that have one (see the module docstring)."""
+        self.state.data_batch, self.state.data_batch_index = batch, index
+        for hook in self.hooks:
+            observer = getattr(hook, 'batch_fetched', None)   # user hooks need not derive from Hook
+            if observer is not None:
+                observer(self.state)
 
     # ------------------------------------------------------------------------------------------- state
     def state_dict(self, epochs_done=None, batches_done=0):
@@ -189,7 +210,8 @@ class Trainer:
         module, state = self.state.module, self.state
         state.epoch = self.next_epoch = begin_epoch
         self.batch_offset, self.on_interrupt = skip_batches, on_interrupt
-        batches = EpochBatches(train_iter, state.num_batches, self.epoch_start, skip_first=skip_batches)
+        batches = EpochBatches(train_iter, state.num_batches, self.epoch_start, skip_first=skip_batches,
+                               on_batch=self.batch_fetched)
         self.call('before_train')
         notices = DropNotices()
         module.logger.addFilter(notices)
