@@ -331,8 +331,16 @@ class MApMetric(mx.metric.EvalMetric):
         mean = float(known.mean()) if len(known) else float('nan')
         return names + ['mAP'], [float(ap) for ap in aps] + [mean]
 
-    def average_precisions(self):
-        """AP of every class, ``(num_classes,)`` float64, NaN for classes without ground truth."""
+    def ranked_detections(self):
+        """Per class, what the metric matched since its reset, by decreasing score (ties in arrival order);
+        detections matched to difficult objects (``IGNORED``) left out, as the AP leaves them out.
+
+        Returns
+        -------
+        list of (scores (D,) float64, outcomes (D,) int8, positives int)
+            One per class (``class_names``, else every class seen); ``outcomes`` TRUE_POSITIVE /
+            FALSE_POSITIVE; ``positives`` the class's non-difficult ground-truth boxes.
+        """
         classes, scores, outcomes = (np.concatenate(parts) if parts else np.zeros(0)
                                      for parts in (self._classes, self._scores, self._outcomes))
         counted = outcomes != IGNORED
@@ -341,10 +349,18 @@ class MApMetric(mx.metric.EvalMetric):
             int(max(len(self._positives), classes.max(initial=-1) + 1))
         order = np.lexsort((-scores, classes))                   # by class, then score descending (stable)
         bounds = np.searchsorted(classes[order], np.arange(num_classes + 1))
-        aps = np.full(num_classes, np.nan)
-        for cls in np.nonzero(self._positives[:num_classes] > 0)[0]:
-            ranked = outcomes[order[bounds[cls]:bounds[cls + 1]]]
-            aps[cls] = self._average_precision(*precision_recall(ranked, self._positives[cls]))
+        positives = np.pad(self._positives, (0, max(num_classes - len(self._positives), 0)))
+        return [(scores[order[bounds[cls]:bounds[cls + 1]]].astype(np.float64),
+                 outcomes[order[bounds[cls]:bounds[cls + 1]]].astype(np.int8), int(positives[cls]))
+                for cls in range(num_classes)]
+
+    def average_precisions(self):
+        """AP of every class, ``(num_classes,)`` float64, NaN for classes without ground truth."""
+        ranked = self.ranked_detections()
+        aps = np.full(len(ranked), np.nan)
+        for cls, (_, outcomes, positives) in enumerate(ranked):
+            if positives > 0:
+                aps[cls] = self._average_precision(*precision_recall(outcomes, positives))
         return aps
 
     def _average_precision(self, precision, recall):

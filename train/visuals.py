@@ -27,7 +27,7 @@ from config.defaults import DETECT
 from core.atomic import atomic_paths
 from evaluate import runner
 from evaluate.draw_detections import save_picture
-from evaluate.eval_metric import IGNORED, TRUE_POSITIVE, precision_recall
+from evaluate.eval_metric import TRUE_POSITIVE, precision_recall
 from evaluate.visualize import class_color, draw_boxes, tile_images
 from train import callbacks
 
@@ -164,31 +164,9 @@ class ValidationSample:
 
 
 def ranked_detections(metric):
-    """Per class, the detections a VOC metric matched in its latest pass, by decreasing score.
-
-    Reads what :class:`evaluate.eval_metric.MApMetric` accumulated (its ``_classes``, ``_scores``,
-    ``_outcomes``, ``_positives``: the metric has no public accessor); detections matched to difficult objects
-    (``IGNORED``) are left out, as the AP leaves them out.
-
-    Parameters
-    ----------
-    metric : evaluate.eval_metric.MApMetric
-        With ``class_names``.
-
-    Returns
-    -------
-    list of (scores (D,) float64, outcomes (D,) int8, positives int), one per class
-        ``outcomes`` TRUE_POSITIVE / FALSE_POSITIVE; ``positives`` the class's (non-difficult) ground truths.
-    """
-    classes, scores, outcomes = (np.concatenate(parts) if parts else np.zeros(0)
-                                 for parts in (metric._classes, metric._scores, metric._outcomes))
-    ranked = []
-    for class_id in range(len(metric.class_names)):
-        mine = (classes == class_id) & (outcomes != IGNORED)
-        order = np.argsort(-scores[mine], kind='stable')
-        positives = int(metric._positives[class_id]) if class_id < len(metric._positives) else 0
-        ranked.append((scores[mine][order], outcomes[mine][order].astype(np.int8), positives))
-    return ranked
+    """Per class, the detections a VOC metric matched in its latest pass, by decreasing score: its
+    :meth:`evaluate.eval_metric.MApMetric.ranked_detections` (``(scores, outcomes, positives)`` per class)."""
+    return metric.ranked_detections()
 
 
 def threshold_counts(scores, outcomes, positives, num_thresholds=101):
