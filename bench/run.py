@@ -13,6 +13,8 @@ that prints its own table and writes ``<parts dir>/<part>_results.json``:
 - ``inference``: bench/bench_inference.py (deploy graph INT8 vs FP32 images/s at batch 1 and 8);
 - ``train_step``: bench/bench_train_step.py --amp bf16 (training step vs gluoncv, float32 and bfloat16; the bf16 rows
   are marked not applicable on CPUs that cannot run bfloat16 convolutions), when that script exists;
+- ``distributed``: bench/bench_distributed.py (training img/s of 2 dist_sync workers vs 1, one thread each, and the
+  communication share of a 2-worker step);
 - ``time_to_accuracy``: bench/bench_time_to_accuracy.py (the demo recipe's wall time to VOC07 mAP 0.5 / 0.6 / 0.7);
 - ``soak``: bench/bench_soak.py (memory after every epoch of a tiny 32-epoch run: no leak).
 
@@ -42,6 +44,7 @@ PARTS = {                                   # part name: script, in the order th
     'metric': 'bench_metric.py',
     'inference': 'bench_inference.py',
     'train_step': 'bench_train_step.py',
+    'distributed': 'bench_distributed.py',
     'time_to_accuracy': 'bench_time_to_accuracy.py',
     'soak': 'bench_soak.py',
 }
@@ -101,7 +104,7 @@ def part_output(parts_dir, part):
 def part_flags(part, work_dir):
     """The flags ``run.py`` adds to a part's command: its bf16 rows, its scratch folder."""
     work = {'data': ['--work-dir', work_dir], 'time_to_accuracy': ['--work-dir', os.path.join(work_dir, 'demo')],
-            'soak': ['--work-dir', work_dir]}
+            'soak': ['--work-dir', work_dir], 'distributed': ['--work-dir', os.path.join(work_dir, 'distributed')]}
     return PART_FLAGS.get(part, []) + work.get(part, [])
 
 

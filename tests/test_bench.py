@@ -72,7 +72,8 @@ def test_quick_and_full_runs_write_different_files():
 
 def test_quick_run_writes_valid_rows(quick_run):
     folder, results, _, _ = quick_run
-    parts = ['data', 'shards', 'metric', 'inference', 'train_step', 'time_to_accuracy', 'soak']   # running order
+    parts = ['data', 'shards', 'metric', 'inference', 'train_step', 'distributed', 'time_to_accuracy',
+             'soak']   # running order
     assert results['quick'] is True and results['parts'] == parts
     assert results['failures'] == [] and results['skipped'] == []
     assert sorted(os.listdir(folder)) == sorted(part + '_results.json' for part in parts)   # no temporary left
@@ -80,7 +81,7 @@ def test_quick_run_writes_valid_rows(quick_run):
     rows = list(results['rows'])
     # time to accuracy writes no rows in a quick run: a scaled-down training would not measure it
     assert [row['part'] for row in rows] == (['data'] * 3 + ['shards'] * 2 + ['metric'] * 2 + ['inference'] * 2
-                                             + ['train_step'] * 2 + ['soak'])
+                                             + ['train_step'] * 2 + ['distributed'] * 2 + ['soak'])
     soak = rows.pop()
     packing, memory = rows.pop(3), rows.pop(3)  # shards: 1200 images into 8 parts; peak RSS at 300 vs 1200
     assert packing['ratio'] == pytest.approx(packing['ours'] / packing['peer'], rel=2e-3, abs=1e-3)
@@ -88,6 +89,22 @@ def test_quick_run_writes_valid_rows(quick_run):
     small, large = memory['peak_rss_mib']['300'], memory['peak_rss_mib']['1200']
     assert memory['ours'] == pytest.approx(100 * (large - small) / small, abs=0.2) and 20 < small < 1000
     assert memory['met'] == (memory['ours'] < 10.0) and memory['peer'] is None
+    scaling, communication = rows.pop(9), rows.pop(9)   # distributed: 2 workers vs 1; push/pull share of a step
+    assert ROW_KEYS <= set(scaling) and ROW_KEYS <= set(communication)
+    assert scaling['unit'] == 'img/s' and scaling['peer_name'] == '1 worker, dist_sync under tools/launch.py -n 1'
+    assert scaling['ratio'] == pytest.approx(scaling['ours'] / scaling['peer'], rel=2e-3, abs=1e-3)
+    assert scaling['met'] == (scaling['ratio'] >= 1.6) and scaling['target'] == 1.6 and scaling['peer'] > 0
+    assert scaling['runs_ours_img_s'] == [scaling['ours']] and scaling['runs_peer_img_s'] == [scaling['peer']]
+    # the share: 1 - the 2 workers' img/s over 2 processes training alone (one repeat), and the push/pull alone
+    alone = communication['alone_img_s']
+    assert communication['shares_percent'] == [communication['ours']] and alone > 0
+    assert communication['ours'] == pytest.approx(100 * (1 - scaling['ours'] / alone), abs=0.05)
+    assert scaling['ceiling_ratio'] == pytest.approx(alone / scaling['peer'], rel=2e-3, abs=1e-3)
+    assert communication['unit'] == '%' and communication['peer'] is None and communication['ours'] < 100
+    assert communication['met'] == (communication['ours'] < 25.0) and communication['higher_is_better'] is False
+    isolated = communication['isolated_shares_percent']            # one per worker
+    assert len(isolated) == 2 and all(0 < value < 100 for value in isolated)
+    assert communication['push_pull_s'] > 0 and communication['gradient_mb'] > 1
     rss = soak['rss_mib']                        # one per epoch of the quick run: growth from epoch 5 to the last
     assert len(rss) == 12 and soak['ours'] == pytest.approx(100 * (rss[-1] - rss[4]) / rss[4], abs=0.05)
     assert soak['max_growth_percent'] == pytest.approx(100 * (max(rss[4:]) - rss[4]) / rss[4], abs=0.05)
@@ -133,7 +150,7 @@ def test_run_rejects_unknown_part(tmp_path):
     result = run_script('bench/run.py', '--only', 'metric,speed', '--results', str(tmp_path / 'r.json'))
     assert result.returncode == 2
     assert result.stdout.strip() == ("error: --only 'metric,speed': choose among data, shards, metric, inference, "
-                                     "train_step, time_to_accuracy, soak (comma-separated)")
+                                     "train_step, distributed, time_to_accuracy, soak (comma-separated)")
     assert os.listdir(tmp_path) == []
 
 
