@@ -20,24 +20,21 @@ import numpy as np
 
 from config.errors import UserError
 from core.atomic import atomic_open, atomic_paths, write_json
+from dataset.lst import unflatten_label
 from dataset.record_set import class_names_for, resolve_inputs
-from dataset.recordio import IR_HEADER, IndexedRecordWriter, frame_record
+from dataset.recordio import IR_HEADER, IndexedRecordWriter, frame_record, read_record_labels
 
 FORMAT = 1
 
 
-def label_classes(flat_label):
-    """The class ids of one record's flat label ``[header width, object width, header..., rows...]``.
+def label_classes(flat_label, source='label'):
+    """The distinct class ids of one record's objects (:func:`dataset.lst.unflatten_label`, padding dropped).
 
     Returns
     -------
-    (K,) int array
-        The distinct classes of the record's objects (padding rows, class -1, left out).
+    (K,) int64 array
     """
-    header_width, object_width = int(flat_label[0]), int(flat_label[1])
-    rows = flat_label[header_width:]
-    rows = rows[:rows.size // object_width * object_width].reshape(-1, object_width)
-    return np.unique(rows[rows[:, 0] >= 0, 0].astype(np.int64))
+    return np.unique(unflatten_label(flat_label, source)[:, 0].astype(np.int64))
 
 
 def class_image_fractions(image_classes, num_classes):
@@ -95,7 +92,8 @@ def effective_counts(image_classes, counts, num_classes):
 
 
 def read_records(parts):
-    """Every record of ``parts``, in order: yields ``(payload bytes, flat label (L,) float32)``."""
+    """Every record of ``parts``, in order, whole (MXNet's reader puts split records together): yields
+    ``(payload bytes, flat label (L,) float32)``. Only for copying: labels alone are read from the headers."""
     import mxnet as mx  # its reader puts split records together
     for part in parts:
         reader = mx.recordio.MXRecordIO(part.rec, 'r')
@@ -163,8 +161,8 @@ def balanced_records(train_path, prefix, threshold, seed, log=print):
     class_names = list(class_names_for(parts)[0])
     seed = 0 if seed is None else int(seed)
     description = source_description(parts, threshold, seed)
-    labels = [np.array(flat) for _, flat in read_records(parts)]
-    image_classes = [label_classes(flat) for flat in labels]
+    image_classes = [label_classes(flat, '%s record %d' % (part.rec, record_id))
+                     for part in parts for record_id, flat in read_record_labels(part.rec)]   # headers only
     num_classes = max(len(class_names), max((int(c.max()) + 1 for c in image_classes if c.size), default=0))
     counts = repeat_counts(repeat_factors(image_classes, num_classes, threshold), seed)
     before, after = effective_counts(image_classes, counts, num_classes)
