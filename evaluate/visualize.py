@@ -16,6 +16,24 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
+def denormalise(data, mean_pixels, std_pixels):
+    """Network input back to pixels.
+
+    Parameters
+    ----------
+    data : (B, 3, H, W) float32
+        RGB, ``(pixel - mean_pixels) / std_pixels``.
+    mean_pixels, std_pixels : (3,) floats
+
+    Returns
+    -------
+    (B, H, W, 3) uint8 RGB
+    """
+    mean = np.asarray(mean_pixels, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(std_pixels, np.float32).reshape(1, 3, 1, 1)
+    return np.clip(np.round(data * std + mean), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
 def class_color(class_id):
     """A bright RGB colour per class id, far apart for neighbouring ids; ``None`` (no class) is white."""
     if class_id is None:

@@ -63,9 +63,8 @@ def batch_images(batch, mean_pixels):
     -------
     list of (H, W, 3) uint8 RGB arrays
     """
-    data = batch.data[0].asnumpy() + np.asarray(mean_pixels, np.float32).reshape(1, 3, 1, 1)
-    pixels = np.clip(np.round(data), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-    return list(pixels)
+    from evaluate.visualize import denormalise  # imports cv2 (only when drawing)
+    return list(denormalise(batch.data[0].asnumpy(), mean_pixels, (1.0, 1.0, 1.0)))
 
 
 def collect_batches(iterator, num_batches):

@@ -28,7 +28,7 @@ from core.atomic import atomic_paths
 from evaluate import runner
 from evaluate.draw_detections import save_picture
 from evaluate.eval_metric import TRUE_POSITIVE, precision_recall
-from evaluate.visualize import class_color, draw_boxes, tile_images
+from evaluate.visualize import class_color, denormalise, draw_boxes, tile_images
 from train import callbacks
 
 LOG = logging.getLogger('train')
@@ -42,24 +42,6 @@ TRAIN_BATCH_SUFFIX, PR_CURVES_SUFFIX, VAL_DETECTIONS_SUFFIX = '-train_batch%d.jp
 
 
 # ----------------------------------------------------------------------------------------------- pixels
-def denormalise(data, mean_pixels, std_pixels):
-    """Network input back to pixels.
-
-    Parameters
-    ----------
-    data : (B, 3, H, W) float32
-        RGB, ``(pixel - mean_pixels) / std_pixels``.
-    mean_pixels, std_pixels : (3,) floats
-
-    Returns
-    -------
-    (B, H, W, 3) uint8 RGB
-    """
-    mean = np.asarray(mean_pixels, np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(std_pixels, np.float32).reshape(1, 3, 1, 1)
-    return np.clip(np.round(data * std + mean), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-
-
 def grid_columns(count):
     """Columns of a near-square grid of ``count`` images: ``ceil(sqrt(count))`` (8 images: 3 x 3 cells)."""
     return max(1, int(math.ceil(math.sqrt(count))))
