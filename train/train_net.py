@@ -145,11 +145,11 @@ def iterations_per_epoch(num_records, batch_size, train_path):
 
     Parameters
     ----------
-    num_records : int or sequence of int
-        The training images, or every worker's share of them: all workers run the same number of updates
-        (a synchronous update waits for every worker's gradient), the smallest share's batches.
+    num_records : sequence of int
+        Every worker's share of the training images (one for a single process): all workers run the same
+        number of updates (a synchronous update waits for every worker's gradient), the smallest share's batches.
     """
-    shares = [int(num_records)] if np.ndim(num_records) == 0 else [int(count) for count in num_records]
+    shares = [int(count) for count in num_records]
     if min(shares) < batch_size:
         holds = ('%d images' % shares[0] if len(shares) == 1 else
                  'as little as %d images for one of its %d workers' % (min(shares), len(shares)))
