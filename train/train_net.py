@@ -99,6 +99,14 @@ def needed_label_width(data):
     return shared_label_width(*files)
 
 
+def iterator_args(config):
+    """The :class:`DetRecordIter` arguments every iterator of a run shares: batch, input side and scaling, label
+    width."""
+    data = config.data
+    return dict(batch_size=data.batch_size, data_shape=config.model.data_shape, mean_pixels=tuple(data.mean_pixels),
+                std_pixels=tuple(data.std_pixels), label_pad_width=data.label_width)
+
+
 def build_iterators(config, group=distributed.Group('local')):
     """Train and validation :class:`DetRecordIter` (validation None without ``data.val_path``, and on every
     worker of a group but rank 0, the one that validates).
@@ -107,9 +115,7 @@ def build_iterators(config, group=distributed.Group('local')):
     rank), shuffled with the seed plus its rank.
     """
     data = config.data
-    common_args = dict(batch_size=data.batch_size, data_shape=config.model.data_shape,
-                       mean_pixels=tuple(data.mean_pixels), std_pixels=tuple(data.std_pixels),
-                       label_pad_width=data.label_width)
+    common_args = iterator_args(config)
     seed = {} if config.run.seed is None else {'seed': config.run.seed + group.rank}
     train_iter = DetRecordIter(training_records(config), path_imglist=data.train_list, preset=data.train_preset,
                                round_batch=False, num_parts=group.num_workers, part_index=group.rank,
@@ -134,9 +140,7 @@ def train_data_check(config):
     data = config.data
 
     def make_iter():
-        return DetRecordIter(data.train_path, batch_size=data.batch_size, data_shape=config.model.data_shape,
-                             mean_pixels=tuple(data.mean_pixels), std_pixels=tuple(data.std_pixels),
-                             label_pad_width=data.label_width, preset='val', path_imglist=data.train_list)
+        return DetRecordIter(data.train_path, preset='val', path_imglist=data.train_list, **iterator_args(config))
     return TrainDataCheck(make_iter, validation_metric(config), config.eval.validate_on_train)
 
 
