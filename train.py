@@ -109,6 +109,10 @@ def add_optimization_args(parser):
                             'to --final-lr at the end of --end-epoch')
     group.add_argument('--warmup-start-factor', type=float, default=DEFAULTS.solver.warmup_start_factor,
                        help='the warm-up starts at this fraction of --lr (0 to 1)')
+    group.add_argument('--time-budget', type=float, default=DEFAULTS.solver.time_budget, metavar='MINUTES',
+                       help='train for about this many minutes, validation included: one epoch is timed here first, '
+                            '--end-epoch becomes the epochs that fit, --lr-steps keep their place as fractions of the '
+                            'run and cosine / poly decay to the new end (the log says what was fitted); 0: off')
     group.add_argument('--final-lr', type=float, default=DEFAULTS.solver.final_lr,
                        help='cosine / poly: the LR of the last update (0 to --lr)')
     group.add_argument('--poly-power', type=float, default=DEFAULTS.solver.poly_power,

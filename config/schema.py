@@ -88,6 +88,8 @@ class SolverConfig:
     amp: str = key('none', "mixed precision: 'none', 'bf16' (CPUs with AVX-512), 'fp16' (GPUs)")
     loss_scale: Optional[float] = key(None, 'static loss scale; None: 128 under fp16, else 1')
     ema: float = key(0.0, 'decay of a moving average of the weights, saved as <prefix>-ema (e.g. 0.999); 0: off')
+    time_budget: float = key(0.0, 'minutes of training (validation included): end_epoch and the schedule fitted to '
+                             'the epochs measured to fit (train/budget.py); 0: off')
 
 
 @dataclasses.dataclass
@@ -152,7 +154,7 @@ FLAG_KEYS = {
     'backbone_lr_mult': 'solver.backbone_lr_mult', 'norm_decay': 'solver.norm_decay',
     'begin_epoch': 'solver.begin_epoch', 'end_epoch': 'solver.end_epoch', 'freeze': 'solver.freeze',
     'kv_store': 'solver.kv_store', 'amp': 'solver.amp', 'loss_scale': 'solver.loss_scale',
-    'ema': 'solver.ema',
+    'ema': 'solver.ema', 'time_budget': 'solver.time_budget',
     'prefix': 'run.prefix', 'gpus': 'run.gpus', 'cpus': 'run.cpus', 'resume': 'run.resume', 'finetune': 'run.finetune',
     'pretrained': 'run.pretrained', 'epoch': 'run.pretrained_epoch', 'overwrite': 'run.overwrite',
     'trust_pickled_states': 'run.trust_pickled_states',

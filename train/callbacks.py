@@ -67,19 +67,20 @@ class TrainState:
     history : list of dict
         Per epoch: losses, mAP, seconds since ``started`` (restored on resume).
     started : float
-        ``time.time()`` when training began (the state was made).
+        ``time.time()`` when training began: when the state was made, or given (a time budget's clock starts
+        when it measures the epoch, train/budget.py).
     error : BaseException or None
         Set before ``after_train`` when training stopped with an error.
     """
 
-    def __init__(self, module, metric, num_batches, batch_size, last_checkpoint=None):
+    def __init__(self, module, metric, num_batches, batch_size, last_checkpoint=None, started=None):
         self.module, self.metric = module, metric
         self.num_batches, self.batch_size = num_batches, batch_size
         self.epoch = self.batch = 0
         self.last_checkpoint = last_checkpoint
         self.validation = None
         self.lr_history, self.history = [], []
-        self.started = time.time()
+        self.started = time.time() if started is None else started
         self.error = None
 
     def losses(self):

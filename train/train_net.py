@@ -12,8 +12,10 @@ value explicit), ``.classes``, ``-best.json``, ``-curves.png``.
 """
 import json
 import logging
+import math
 import os
 import random
+import time
 
 import mxnet as mx
 import numpy as np
@@ -32,7 +34,7 @@ from dataset.record_set import class_names_for, resolve_inputs
 from evaluate.report import format_ap_table
 from evaluate.runner import map_metric
 from symbol import common, multibox, symbol_factory
-from train import amp, callbacks, distributed, ema, param_groups, params, schedule
+from train import amp, budget, callbacks, distributed, ema, param_groups, params, schedule
 from train.data_check import TrainDataCheck
 from train.initializer import SSDInitializer
 from train.metric import MultiBoxMetric
@@ -501,6 +503,7 @@ def check_solver(solver):
     """The solver settings each builder checks again when it uses them, checked before anything is read or
     written: kvstore, schedule, group multipliers, EMA decay (each a one-line UserError naming the flag)."""
     distributed.check_kv_store(solver.kv_store)
+    budget.check_budget(solver, solver.kv_store in distributed.DIST_KV_STORES)
     schedule.check_schedule(solver)
     param_groups.check_multipliers(solver)
     ema.check_decay(solver.ema)
@@ -539,6 +542,34 @@ def start_module(config, run_dir, symbol, train_iter, contexts):
                                  **INITIALIZER)
     module.init_params(initializer, arg_params=arg_params, aux_params=aux_params, allow_missing=True)
     return module, fixed
+
+
+def fit_time_budget(config, run_dir, module, train_iter, val_iter, iters):
+    """``config`` with its schedule fitted to ``--time-budget`` (train/budget.py); unchanged without a budget.
+
+    A resumed run keeps the fit its ``<prefix>-config.yaml`` holds; any other run times one epoch here first.
+    """
+    solver = config.solver
+    if solver.time_budget <= 0:
+        return config
+    if starting_point(config.run)[0] == 'resume':
+        fit = budget.saved_fit(run_dir.read_config(), solver)
+        if fit is not None:
+            LOG.info('time budget %g min: the resumed run keeps its fitted schedule (end epoch %d, LR steps %s, '
+                     'warm-up %g epochs)', solver.time_budget, fit['solver.end_epoch'], fit['solver.lr_steps'],
+                     fit['solver.warmup_epochs'])
+            return resolved(config, fit)
+    tic = time.time()
+    num_val_batches = 0 if val_iter is None else int(math.ceil(val_iter.num_records / float(config.data.batch_size)))
+    cost = budget.measure_epoch(module, train_iter, iters, num_val_batches, config.eval.val_interval)
+    measured = time.time() - tic
+    epochs = budget.epochs_within(solver.time_budget * 60.0 - measured, cost)
+    fit = budget.fitted_solver(solver, begin_epoch_of(config), epochs)
+    LOG.info(budget.describe_fit(solver.time_budget, cost, epochs, fit, measured))
+    config = resolved(config, fit)
+    schedule.check_schedule(config.solver)
+    check_prefix_is_free(config, run_dir)
+    return config
 
 
 def precision_graph(solver, symbol):
@@ -635,6 +666,8 @@ def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callback
         LOG.info('note: %s', note)
     symbol = symbol_factory.get_symbol_train(model.network, model.data_shape, data.num_class, **graph_settings(model))
     module, frozen = start_module(config, run_dir, precision_graph(config.solver, symbol), train_iter, contexts)
+    started = time.time()
+    config = fit_time_budget(config, run_dir, module, train_iter, val_iter, iters)
     init_optimizer(module, config, run_dir, iters, len(contexts), group)
     if group.writes:
         run_dir.write_class_names(data.class_names)
@@ -646,7 +679,8 @@ def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callback
     kind = starting_point(config.run)[0]
     skip = config.run.resume_batch if kind == 'resume' else 0
     last = run_dir.params_path(begin_epoch, skip) if kind in ('resume', 'finetune') else None
-    state = callbacks.TrainState(module, MultiBoxMetric(symbol.list_outputs()), iters, data.batch_size, last)
+    state = callbacks.TrainState(module, MultiBoxMetric(symbol.list_outputs()), iters, data.batch_size, last,
+                                 started=started if config.solver.time_budget > 0 else None)
     hooks = build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks, group) + user_hooks
     trainer = Trainer(state, hooks, extra_state=dict(frozen_params=frozen, iterations_per_epoch=iters,
                                                      num_train_records=train_iter.num_records, start=kind,

@@ -1,0 +1,111 @@
+"""train/budget.py: ``--time-budget`` fits the schedule to the epochs that fit; the measurement leaves the
+weights as they were; a resumed run keeps the fit without measuring again; bad budgets are one-line errors.
+
+The epoch cost is replaced by a known one where the test checks the arithmetic (a timed test would be flaky).
+"""
+import mxnet as mx
+import numpy as np
+import pytest
+
+from config.errors import UserError
+from config.schema import from_flat
+from core.run_dir import RunDir
+from tests.test_train import make_dataset, tiny_run
+from train import budget, train_net
+from train.budget import EpochCost
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    """40 training images: 5 updates per epoch at batch 8."""
+    return make_dataset(tmp_path_factory.mktemp('budget_data'), 40, 8)
+
+
+def test_steps_keep_their_place_as_fractions_of_the_run():
+    assert budget.scaled_steps([14, 18], 20, 10) == [7, 9]
+    assert budget.scaled_steps([14, 18], 20, 40) == [28, 36]
+    assert budget.scaled_steps([14, 18], 20, 3) == [2]          # 2.1 and 2.7 both land on epoch 2 (of 1..2)
+    assert budget.scaled_steps([1], 20, 10) == [1]              # never before epoch 1
+
+
+def test_the_epochs_that_fit_are_whole_and_at_least_one():
+    cost = EpochCost(train_seconds=20.0, validation_seconds=3.0, overhead_seconds=1.0)
+    assert budget.epochs_within(360.0, cost) == 15              # 360 / 24
+    assert budget.epochs_within(359.0, cost) == 14
+    assert budget.epochs_within(5.0, cost) == 1
+
+
+def test_the_fitted_solver_moves_the_end_the_steps_and_caps_the_warm_up():
+    solver = from_flat(end_epoch=20, lr_steps=[14, 18], warmup_epochs=1.0).solver
+    assert budget.fitted_solver(solver, 0, 10) == {'solver.end_epoch': 10, 'solver.lr_steps': [7, 9],
+                                                   'solver.warmup_epochs': 1.0}
+    assert budget.fitted_solver(solver, 0, 2)['solver.warmup_epochs'] == 0.5     # a quarter of 2 epochs
+    later = from_flat(begin_epoch=10, end_epoch=30, lr_steps=[5, 20, 25], warmup_epochs=0).solver
+    assert budget.fitted_solver(later, 10, 40) == {'solver.end_epoch': 50, 'solver.lr_steps': [30, 40],
+                                                   'solver.warmup_epochs': 0}     # step 5 was already passed
+
+
+def fixed_cost(seconds_per_epoch):
+    """A stand-in for measure_epoch: every epoch costs ``seconds_per_epoch`` (recorded calls in ``calls``)."""
+    calls = []
+
+    def measure(module, train_iter, num_batches, num_val_batches, val_interval):
+        calls.append((num_batches, num_val_batches, val_interval))
+        return EpochCost(seconds_per_epoch - 1.0, 0.0, 1.0)
+    return measure, calls
+
+
+def test_a_budget_trains_the_epochs_that_fit_and_decays_to_its_end(data, tmp_path, monkeypatch):
+    measure, calls = fixed_cost(10.0)
+    monkeypatch.setattr(budget, 'measure_epoch', measure)
+    result = tiny_run(data[0], tmp_path / 'run', lr=0.01, end_epoch=20, lr_scheduler='cosine', warmup_epochs=1,
+                      time_budget=0.5)     # 30 s at 10 s per epoch: 2 epochs (the measurement took a little)
+    assert calls == [(5, 0, 1)]            # 5 batches per epoch, no validation set
+    assert result['config'].solver.end_epoch == 2 and [r['epoch'] for r in result['history']] == [1, 2]
+    assert result['config'].solver.warmup_epochs == 0.5
+    lrs = result['lr_history']             # 10 updates: warm-up over 2 (0.5 epoch), cosine to 0 at update 10
+    assert len(lrs) == 10
+    np.testing.assert_allclose(lrs[1:], [0.01 * (1 + np.cos(np.pi * (k - 2) / 8)) / 2 for k in range(2, 11)],
+                               rtol=1e-12)
+    saved = RunDir(str(tmp_path / 'run')).read_config()
+    assert saved.solver.end_epoch == 2 and saved.solver.time_budget == 0.5
+
+
+def test_a_resumed_budget_run_keeps_its_fit_without_measuring(data, tmp_path, monkeypatch):
+    measure, _ = fixed_cost(10.0)
+    monkeypatch.setattr(budget, 'measure_epoch', measure)
+    flags = dict(lr=0.01, end_epoch=20, lr_steps=[10, 15], time_budget=0.7)   # 42 s: 4 epochs, steps 2 and 3
+    straight = tiny_run(data[0], tmp_path / 'run', **flags)
+    assert straight['config'].solver.lr_steps == [2, 3] and straight['config'].solver.end_epoch == 4
+
+    def must_not_measure(*args):
+        raise AssertionError('a resumed run measured again')
+    monkeypatch.setattr(budget, 'measure_epoch', must_not_measure)
+    resumed = tiny_run(data[0], tmp_path / 'run', resume=2, overwrite=True, **flags)
+    assert resumed['config'].solver.end_epoch == 4
+    assert resumed['lr_history'] == straight['lr_history'][10:]
+
+
+def test_measuring_an_epoch_leaves_weights_and_batchnorm_statistics_unchanged(data, tmp_path):
+    result = tiny_run(data[0], tmp_path / 'run', lr=0.01)
+    symbol, arg_params, aux_params = mx.model.load_checkpoint(str(tmp_path / 'run'), 1)
+    train_iter, _ = train_net.build_iterators(result['config'])
+    module = mx.mod.Module(symbol, data_names=('data',), label_names=('label',), context=mx.cpu())
+    module.bind(train_iter.provide_data, train_iter.provide_label, for_training=True)
+    module.set_params(arg_params, aux_params)
+    cost = budget.measure_epoch(module, train_iter, num_batches=5, num_val_batches=2, val_interval=2)
+    after_args, after_aux = module.get_params()
+    for name, value in list(arg_params.items()) + list(aux_params.items()):
+        later = after_args.get(name, after_aux.get(name))
+        np.testing.assert_array_equal(later.asnumpy(), value.asnumpy(), err_msg=name)
+    assert cost.train_seconds > 0 and cost.validation_seconds > 0
+    assert cost.overhead_seconds == budget.EPOCH_OVERHEAD_SECONDS
+
+
+@pytest.mark.parametrize('flags, words', [
+    (dict(time_budget=-1), r'--time-budget \(solver.time_budget\) -1: give minutes above 0'),
+    (dict(time_budget=5, kv_store='dist_sync'), 'with --kv-store dist_sync give --end-epoch'),
+])
+def test_bad_budgets_are_one_line_errors(data, tmp_path, flags, words):
+    with pytest.raises(UserError, match=words):
+        tiny_run(data[0], tmp_path / 'run', **flags)

@@ -1,0 +1,163 @@
+"""``--time-budget MINUTES``: the schedule fitted to the time a user has, measured on this machine first.
+
+A short run should not be a long run cut off: with a budget, the run measures how long one epoch takes here
+(:func:`measure_epoch`), computes how many epochs fit (:func:`epochs_within`), and stretches or squeezes the
+configured schedule onto them (:func:`fitted_solver`): ``end_epoch`` becomes that count, ``lr_steps`` keep their
+place as fractions of the run, cosine / poly decay to ``final_lr`` at the new end, and the warm-up keeps its
+length in epochs (it is about the first updates' stability, not the run's length) unless it would take more
+than a quarter of the run.
+
+The measurement trains nothing: it times ``forward_backward`` on a few training batches and ``forward``
+(inference, detection output included) on a few more, then puts the BatchNorm running statistics back, since
+a training-mode forward moves them. The clock of the budget starts with the measurement, and the history's
+``seconds`` (train/callbacks.py) start there too, so a run's last record says how much of the budget it used.
+
+A resumed run does not measure again: it keeps the fitted schedule its ``<prefix>-config.yaml`` holds, so every
+update after the resume sees the learning rate the uninterrupted run would have.
+"""
+import collections
+import logging
+import math
+import time
+
+import mxnet as mx
+
+from config.errors import UserError
+from config.schema import flag_words
+
+LOG = logging.getLogger('train')
+
+WARMUP_BATCHES = 3              # untimed first batches: oneDNN creates its primitives on the first passes
+TIMED_TRAIN_BATCHES = 8         # forward + backward passes timed (about 1/16 of an epoch of the demo)
+TIMED_INFERENCE_BATCHES = 4     # inference passes timed, for the validation's share
+EPOCH_OVERHEAD_SECONDS = 1.0    # checkpoint, trainer state, curves and pictures per epoch (measured: ~1 s)
+MAX_WARMUP_SHARE = 0.25         # a warm-up longer than this share of the fitted run is shortened to it
+
+EpochCost = collections.namedtuple('EpochCost', 'train_seconds validation_seconds overhead_seconds')
+EpochCost.__doc__ = """Predicted wall time of one epoch: its training batches, its validation pass (0 when the
+epoch is not validated on average: divided by ``val_interval``) and the per-epoch writes."""
+
+
+def check_budget(solver, distributed):
+    """UserError for a budget that cannot be used: negative, or on a worker group (each worker would measure
+    its own speed and fit another number of epochs)."""
+    if solver.time_budget < 0:
+        raise UserError('%s %g: give minutes above 0, or 0 to train until %s'
+                        % (flag_words('solver.time_budget'), solver.time_budget, flag_words('solver.end_epoch')))
+    if solver.time_budget > 0 and distributed:
+        raise UserError('%s is for one machine: with --kv-store %s give %s instead'
+                        % (flag_words('solver.time_budget'), solver.kv_store, flag_words('solver.end_epoch')))
+
+
+def _timed_passes(batches, run_one):
+    """Seconds per batch of ``run_one(batch)`` over ``batches`` (each waited for)."""
+    mx.nd.waitall()
+    tic = time.time()
+    for batch in batches:
+        run_one(batch)
+    mx.nd.waitall()
+    return (time.time() - tic) / max(len(batches), 1)
+
+
+def _take(data_iter, count):
+    """Up to ``count`` batches of ``data_iter`` (reset first when it runs out)."""
+    batches = []
+    for _ in range(count):
+        try:
+            batches.append(data_iter.next())
+        except StopIteration:
+            data_iter.reset()
+            batches.append(data_iter.next())
+    return batches
+
+
+def measure_epoch(module, train_iter, num_batches, num_val_batches, val_interval):
+    """Time this module's passes and predict one epoch's wall time.
+
+    Parameters
+    ----------
+    module : mx.mod.Module
+        Bound for training, parameters initialised. Its parameters are unchanged on return (no update is made;
+        the BatchNorm running statistics are restored).
+    train_iter : mx.io.DataIter
+        The training iterator; the batches read are not trained on (the trainer resets it before epoch 1).
+    num_batches : int
+        Training batches per epoch.
+    num_val_batches : int
+        Validation batches per pass (0: no validation).
+    val_interval : int
+        Validation every this many epochs.
+
+    Returns
+    -------
+    EpochCost
+    """
+    _, aux_before = module.get_params()
+    batches = _take(train_iter, WARMUP_BATCHES + TIMED_TRAIN_BATCHES)
+    for batch in batches[:WARMUP_BATCHES]:
+        module.forward_backward(batch)
+    train_pass = _timed_passes(batches[WARMUP_BATCHES:], module.forward_backward)
+    inference = batches[:TIMED_INFERENCE_BATCHES] if num_val_batches else []
+    infer_pass = _timed_passes(inference, lambda batch: module.forward(batch, is_train=False)) if inference else 0.0
+    arg_params, _ = module.get_params()
+    module.set_params(arg_params, aux_before)
+    mx.nd.waitall()
+    return EpochCost(train_pass * num_batches, infer_pass * num_val_batches / max(val_interval, 1),
+                     EPOCH_OVERHEAD_SECONDS)
+
+
+def epochs_within(budget_seconds, cost):
+    """The most whole epochs of ``cost`` that fit into ``budget_seconds`` (at least 1)."""
+    per_epoch = sum(cost)
+    return max(1, int(math.floor(budget_seconds / per_epoch)))
+
+
+def scaled_steps(lr_steps, configured_epochs, epochs):
+    """``lr_steps`` (epochs of a ``configured_epochs``-epoch run) at the same fractions of an ``epochs`` run.
+
+    Each lands on a whole epoch from 1 to ``epochs - 1``; two that land together count once.
+
+    Examples
+    --------
+    >>> scaled_steps([14, 18], 20, 10)
+    [7, 9]
+    """
+    steps = []
+    for step in lr_steps:
+        placed = min(max(int(round(step * epochs / float(configured_epochs))), 1), max(epochs - 1, 1))
+        if placed not in steps:
+            steps.append(placed)
+    return steps
+
+
+def fitted_solver(solver, begin_epoch, epochs):
+    """The ``solver`` keys that fit its schedule to ``epochs`` epochs after ``begin_epoch``.
+
+    Returns
+    -------
+    dict
+        Dotted keys -> values: ``solver.end_epoch``, ``solver.lr_steps``, ``solver.warmup_epochs``.
+    """
+    configured = max(solver.end_epoch - begin_epoch, 1)
+    warmup = min(solver.warmup_epochs, MAX_WARMUP_SHARE * epochs)
+    steps = [begin_epoch + step for step in
+             scaled_steps([step - begin_epoch for step in solver.lr_steps if step > begin_epoch], configured, epochs)]
+    return {'solver.end_epoch': begin_epoch + epochs, 'solver.lr_steps': steps, 'solver.warmup_epochs': warmup}
+
+
+def saved_fit(saved_config, solver):
+    """The fitted keys of the run being resumed, read from its ``<prefix>-config.yaml``; None when that run had
+    no (or another) budget, so the budget is fitted anew."""
+    if saved_config is None or saved_config.solver.time_budget != solver.time_budget:
+        return None
+    saved = saved_config.solver
+    return {'solver.end_epoch': saved.end_epoch, 'solver.lr_steps': list(saved.lr_steps),
+            'solver.warmup_epochs': saved.warmup_epochs}
+
+
+def describe_fit(minutes, cost, epochs, fit, measured_seconds):
+    """The log line of a fitted budget."""
+    return ('time budget %g min: one epoch takes %.1f s training + %.1f s validation + %.1f s writes here '
+            '(measured in %.1f s) -> %d epochs: end epoch %d, LR steps %s, warm-up %g epochs'
+            % (minutes, cost.train_seconds, cost.validation_seconds, cost.overhead_seconds, measured_seconds,
+               epochs, fit['solver.end_epoch'], fit['solver.lr_steps'], fit['solver.warmup_epochs']))
