@@ -32,6 +32,22 @@ SYNTHETIC = dict(
     num_thread=None,                           # worker processes; None: one per available core
 )
 
+SYNTHETIC_CLUTTER = dict(                      # tools/synthetic_clutter.py: a second set, unlike SYNTHETIC's
+    classes=('hexagon', 'ellipse', 'arrow', 'crescent', 'diamond'),  # shape classes drawn
+    num_trainval=2000,                         # images in the trainval split
+    num_test=500,                              # images in the test split
+    shorter_side=(240, 480),                   # shorter image side range in pixels
+    max_aspect=2.0,                            # the longer side is 1..max_aspect times the shorter
+    portrait_share=0.4,                        # share of images taller than wide
+    max_objects=6,                             # objects per image: 1..max_objects
+    object_size=(0.05, 0.60),                  # object diameter range (log-uniform), fractions of the shorter side
+    distractors=(2, 8),                        # unannotated look-alike shapes per image: LOW..HIGH
+    seed=0,                                    # generator seed; equal seeds give equal files
+    year='2007',                               # written as <root>/VOC<year>/, the folder the VOC parser reads
+    quality=85,                                # JPEG quality of the generated images
+    num_thread=None,                           # worker processes; None: one per available core
+)
+
 CLASSES_SUFFIX = '.classes'                    # class list written next to a .lst: <target>.classes
 
 INITIALIZER = dict(rnd_type='gaussian', factor_type='out', magnitude=2)   # Xavier init of new weights

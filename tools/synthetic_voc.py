@@ -86,6 +86,7 @@ drawn_area : int
 """
 
 WriteSettings = collections.namedtuple('WriteSettings', 'seed params year_dir quality')
+DATABASE = 'Synthetic shapes (tools/synthetic_voc.py)'  # the annotations' <source><database>
 
 
 # ----------------------------------------------------------------------------------------------- shapes
@@ -125,19 +126,42 @@ def draw_shape_mask(name, radius, angle, rng):
     (S, S) uint8 array
         1 on the shape, 0 elsewhere; ``S = 2 * ceil(radius) + 3``.
     """
+    if name not in ('circle', 'ring'):
+        return fill_polygon_mask(_unit_vertices(name, rng), radius, angle)
     side = 2 * int(math.ceil(radius)) + 3
     centre = (side - 1) // 2
     mask = np.zeros((side, side), np.uint8)
-    if name in ('circle', 'ring'):
-        outer = max(int(round(radius)), 1)
-        cv2.circle(mask, (centre, centre), outer, 1, thickness=-1, lineType=cv2.LINE_8)
-        if name == 'ring':
-            inner = min(int(round(outer * rng.uniform(0.45, 0.7))), outer - 2)
-            if inner >= 1:
-                cv2.circle(mask, (centre, centre), inner, 0, thickness=-1, lineType=cv2.LINE_8)
-        return mask
+    outer = max(int(round(radius)), 1)
+    cv2.circle(mask, (centre, centre), outer, 1, thickness=-1, lineType=cv2.LINE_8)
+    if name == 'ring':
+        inner = min(int(round(outer * rng.uniform(0.45, 0.7))), outer - 2)
+        if inner >= 1:
+            cv2.circle(mask, (centre, centre), inner, 0, thickness=-1, lineType=cv2.LINE_8)
+    return mask
+
+
+def fill_polygon_mask(unit_vertices, radius, angle):
+    """Fill a polygon, scaled, rotated and centred, into a fresh square mask (anti-aliasing off).
+
+    Parameters
+    ----------
+    unit_vertices : (K, 2) float array
+        ``(x, y)`` vertices inside the unit circle, before rotation.
+    radius : float
+        Scale in pixels: the unit circle becomes a circle of this radius.
+    angle : float
+        Rotation in radians.
+
+    Returns
+    -------
+    (S, S) uint8 array
+        1 inside the polygon, 0 elsewhere; ``S = 2 * ceil(radius) + 3``.
+    """
+    side = 2 * int(math.ceil(radius)) + 3
+    centre = (side - 1) // 2
+    mask = np.zeros((side, side), np.uint8)
     cos, sin = math.cos(angle), math.sin(angle)
-    vertices = _unit_vertices(name, rng) @ np.array([[cos, sin], [-sin, cos]]) * radius + centre
+    vertices = np.asarray(unit_vertices) @ np.array([[cos, sin], [-sin, cos]]) * radius + centre
     fixed = np.round(vertices * (1 << SUBPIXEL_BITS)).astype(np.int32)
     cv2.fillPoly(mask, [fixed], 1, lineType=cv2.LINE_8, shift=SUBPIXEL_BITS)
     return mask
@@ -153,7 +177,7 @@ def tight_box(mask):
 
 
 # ----------------------------------------------------------------------------------------- backgrounds
-def _gradient(rng, grid_h, grid_w):
+def gradient(rng, grid_h, grid_w):
     """A linear gradient between two random colours in a random direction: ``(grid_h, grid_w, 3)`` float32."""
     start, end = rng.randint(0, 256, size=(2, 3)).astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
@@ -170,7 +194,7 @@ def _coarse_background(rng, height, width):
     Upsampled smoothly to the image size, the gradient stays linear and the cells and blobs turn soft.
     """
     grid_h, grid_w = height // BACKGROUND_CELL + 2, width // BACKGROUND_CELL + 2
-    coarse = _gradient(rng, grid_h, grid_w)
+    coarse = gradient(rng, grid_h, grid_w)
     coarse += rng.uniform(-1, 1, size=(grid_h, grid_w, 3)).astype(np.float32) * rng.uniform(5, 35)
     for _ in range(rng.randint(0, 4)):
         centre = (int(rng.randint(grid_w)), int(rng.randint(grid_h)))
@@ -240,7 +264,7 @@ def paste_mask(local, top, left, height, width):
     return full
 
 
-def _too_occluding(mask, box, placed, visible):
+def too_occluding(mask, box, placed, visible):
     """True when ``mask`` would leave some earlier shape with less than ``1 - MAX_OCCLUDED`` of its pixels."""
     for earlier, seen in zip(placed, visible):
         ex0, ey0, ex1, ey1 = earlier.box
@@ -254,7 +278,7 @@ def _too_occluding(mask, box, placed, visible):
     return False
 
 
-def place_mask(rng, local, image_shape, placed, visible):
+def place_mask(rng, local, image_shape, placed, visible, truncate_prob=TRUNCATE_PROB):
     """Find a position for a local shape mask; the last try never crosses the border.
 
     Parameters
@@ -267,6 +291,8 @@ def place_mask(rng, local, image_shape, placed, visible):
         Shapes already drawn, with their masks and boxes as drawn.
     visible : list of (H, W) bool arrays
         Pixels of each placed shape not yet painted over.
+    truncate_prob : float
+        Share of the tries allowed to cross the image border.
 
     Returns
     -------
@@ -276,14 +302,14 @@ def place_mask(rng, local, image_shape, placed, visible):
     height, width = image_shape
     local_box, local_area = tight_box(local), np.count_nonzero(local)
     for attempt in range(PLACEMENT_TRIES):
-        may_cross = attempt < PLACEMENT_TRIES - 1 and rng.rand() < TRUNCATE_PROB
+        may_cross = attempt < PLACEMENT_TRIES - 1 and rng.rand() < truncate_prob
         top, left = _sample_offset(rng, local_box, height, width, may_cross)
         mask = paste_mask(local, top, left, height, width)
         inside = np.count_nonzero(mask)
         if inside < MIN_VISIBLE_TRUNCATED * local_area:
             continue
         box = tight_box(mask)
-        if not _too_occluding(mask, box, placed, visible):
+        if not too_occluding(mask, box, placed, visible):
             return mask, box, inside < local_area
     return None
 
@@ -339,10 +365,12 @@ def add_object(rng, image, params, placed, visible):
     return SyntheticObject(name, box, truncated, faint, color, mask, int(np.count_nonzero(mask)))
 
 
-def _as_visible(drawn, visible):
-    """The object as it shows in the finished image: mask and box of its visible pixels."""
+def as_visible(drawn, visible, tiny_side=TINY_SIDE):
+    """The object as it shows in the finished image: mask and box of its visible pixels, and difficult also
+    when the box's shorter side is below ``tiny_side`` pixels (``drawn``: any namedtuple with the fields
+    ``box``, ``difficult`` and ``mask``)."""
     box = tight_box(visible)
-    tiny = min(box[2] - box[0], box[3] - box[1]) + 1 < TINY_SIDE
+    tiny = min(box[2] - box[0], box[3] - box[1]) + 1 < tiny_side
     return drawn._replace(box=box, difficult=drawn.difficult or tiny, mask=visible)
 
 
@@ -375,11 +403,11 @@ def generate_image(rng_seed, index, params):
             seen &= ~drawn.mask
         placed.append(drawn)
         visible.append(drawn.mask.copy())
-    return image, [_as_visible(drawn, seen) for drawn, seen in zip(placed, visible)]
+    return image, [as_visible(drawn, seen) for drawn, seen in zip(placed, visible)]
 
 
 # -------------------------------------------------------------------------------------------- writing
-def annotation_xml(image_id, folder, image_shape, objects):
+def annotation_xml(image_id, folder, image_shape, objects, database=DATABASE):
     """The VOC annotation of one image as XML text; boxes become 1-based inclusive pixel indices.
 
     Parameters
@@ -390,12 +418,15 @@ def annotation_xml(image_id, folder, image_shape, objects):
     image_shape : tuple
         ``(H, W, 3)``.
     objects : list of SyntheticObject
+        Or any namedtuples with ``name``, ``truncated``, ``difficult`` and a 0-based ``box``.
+    database : str
+        The ``<source><database>`` text: which generator made the set.
     """
     root = ET.Element('annotation')
     ET.SubElement(root, 'folder').text = folder
     ET.SubElement(root, 'filename').text = image_id + '.jpg'
     source = ET.SubElement(root, 'source')
-    ET.SubElement(source, 'database').text = 'Synthetic shapes (tools/synthetic_voc.py)'
+    ET.SubElement(source, 'database').text = database
     size = ET.SubElement(root, 'size')
     for tag, value in zip(('width', 'height', 'depth'), (image_shape[1], image_shape[0], image_shape[2])):
         ET.SubElement(size, tag).text = str(value)
@@ -423,36 +454,70 @@ def write_sample(settings, index_and_id):
     """
     index, image_id = index_and_id
     image, objects = generate_image(settings.seed, index, settings.params)
-    ok, encoded = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, settings.quality])
+    return write_image_files(settings.year_dir, image_id, image, objects, settings.quality)
+
+
+def write_image_files(year_dir, image_id, image, objects, quality, database=DATABASE):
+    """Write ``JPEGImages/<image_id>.jpg`` and ``Annotations/<image_id>.xml`` under ``year_dir``, each atomically.
+
+    Parameters
+    ----------
+    image : (H, W, 3) uint8 array
+        BGR.
+    objects : list of SyntheticObject
+        Or namedtuples with the fields :func:`annotation_xml` reads.
+    quality : int
+        JPEG quality, 1..100.
+    database : str
+        The annotations' ``<source><database>`` text.
+
+    Returns
+    -------
+    tuple of int
+        ``(objects, truncated, difficult)`` counts, for the summary.
+    """
+    ok, encoded = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError('OpenCV could not encode image %s as JPEG' % image_id)
-    with atomic_open(os.path.join(settings.year_dir, 'JPEGImages', image_id + '.jpg'), 'wb') as handle:
+    with atomic_open(os.path.join(year_dir, 'JPEGImages', image_id + '.jpg'), 'wb') as handle:
         handle.write(encoded.tobytes())
-    xml = annotation_xml(image_id, os.path.basename(settings.year_dir), image.shape, objects)
-    with atomic_open(os.path.join(settings.year_dir, 'Annotations', image_id + '.xml')) as handle:
+    xml = annotation_xml(image_id, os.path.basename(year_dir), image.shape, objects, database)
+    with atomic_open(os.path.join(year_dir, 'Annotations', image_id + '.xml')) as handle:
         handle.write(xml)
     return len(objects), sum(o.truncated for o in objects), sum(o.difficult for o in objects)
 
 
-def _init_worker():
-    cv2.setNumThreads(1)  # the pool already uses every core
-
-
 def _run(work, jobs, num_thread):
-    """Yield ``work(job)`` for every job, in this process or, in completion order, from a process pool."""
+    """Yield ``work(job)`` for every job, in this process or, in completion order, from a process pool.
+
+    The workers run OpenCV on one thread each (the pool already uses every core). They inherit that setting
+    from this process at the fork: calling ``cv2.setNumThreads`` in a forked worker hangs once this process
+    has started OpenCV's thread pool (e.g. by drawing a large image before), so this process's count is
+    lowered around the pool's life instead.
+    """
     if num_thread == 1:
         yield from map(work, jobs)
         return
-    with multiprocessing.Pool(num_thread, initializer=_init_worker) as pool:
-        yield from pool.imap_unordered(work, jobs, chunksize=8)
+    parent_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with multiprocessing.Pool(num_thread) as pool:
+            yield from pool.imap_unordered(work, jobs, chunksize=8)
+    finally:
+        cv2.setNumThreads(parent_threads)
 
 
-def write_samples(settings, image_ids, num_thread):
-    """Write every image and annotation with a progress bar; returns summed ``(objects, truncated, difficult)``."""
+def write_samples(settings, image_ids, num_thread, work=write_sample, desc='synthetic VOC'):
+    """Write every image and annotation with a progress bar; returns summed ``(objects, truncated, difficult)``.
+
+    ``work(settings, (index, image_id))`` writes one image and returns its counts (default
+    :func:`write_sample`; another generator passes its own, a module-level function so that the pool can
+    pickle it); ``desc`` labels the progress bar.
+    """
     jobs = list(enumerate(image_ids))
     totals = np.zeros(3, np.int64)
-    with tqdm(total=len(jobs), unit='img', desc='synthetic VOC', dynamic_ncols=True) as progress:
-        for counts in _run(functools.partial(write_sample, settings), jobs, num_thread):
+    with tqdm(total=len(jobs), unit='img', desc=desc, dynamic_ncols=True) as progress:
+        for counts in _run(functools.partial(work, settings), jobs, num_thread):
             totals += counts
             progress.update()
     return tuple(totals.tolist())
