@@ -252,14 +252,26 @@ def test_compare_values():
 
 
 def test_time_to_accuracy_rows_by_hand():
-    from bench.bench_time_to_accuracy import rows_from_history
-    history = [{'epoch': 1, 'seconds': 20.0, 'mAP': 0.3}, {'epoch': 2, 'seconds': 45.0, 'mAP': 0.55},
-               {'epoch': 3, 'seconds': 70.0, 'mAP': 0.65}, {'epoch': 4, 'seconds': 90.0, 'mAP': 0.62}]
-    rows = rows_from_history(history, thresholds=(0.5, 0.6, 0.7), budget=600.0)
-    assert [(row['ours'], row['epoch']) for row in rows] == [(45.0, 2), (70.0, 3), (None, None)]
-    assert rows[0]['ratio'] == round(600 / 45, 3) and rows[1]['ratio'] == round(600 / 70, 3)
-    assert rows[2]['ratio'] is None and rows[2]['error'] == 'not reached in 4 epochs (best mAP 0.650)'
-    assert [report.verdict(row) for row in rows] == ['met', 'met', 'failed']
+    from bench.bench_time_to_accuracy import goal_rows, mark_rows, time_row
+    peer = [{'minutes': 3, 'mAP': 0.1}, {'minutes': 6, 'mAP': 0.3}, {'minutes': 9, 'mAP': 0.5},
+            {'minutes': 12, 'mAP': 0.6}]
+    runs = {6.0: [{'epoch': 1, 'seconds': 100.0, 'mAP': 0.2}, {'epoch': 2, 'seconds': 350.0, 'mAP': 0.62}],
+            12.0: [{'epoch': 1, 'seconds': 100.0, 'mAP': 0.15}, {'epoch': 2, 'seconds': 200.0, 'mAP': None},
+                   {'epoch': 3, 'seconds': 500.0, 'mAP': 0.55}, {'epoch': 4, 'seconds': 700.0, 'mAP': 0.72}]}
+    marks = mark_rows('demo', peer, runs)
+    # 3 min: the 12-min run's last validation by 180 s (epoch 1); 6 and 12: the fitted runs; 9: epoch 3 (500 s)
+    assert [row['ours'] for row in marks] == [0.15, 0.62, 0.55, 0.72]
+    assert [row['ratio'] for row in marks] == [1.5, round(0.62 / 0.3, 3), 1.1, 1.2]
+    assert [row['ours_seconds'] for row in marks] == [180.0, 350.0, 540.0, 700.0]
+    goals = goal_rows('demo', peer, runs)
+    assert [(row['ours'], row['peer'], row['ratio'], row['target']) for row in goals] == [
+        (0.62, 0.6, round(0.62 / 0.6, 3), 1.0), (0.72, 0.6, 1.2, 1.1)]
+    assert [report.verdict(row) for row in goals] == ['met', 'met']
+    reach = time_row('demo', peer, runs)    # 0.6 first reached at 350 s (the 6-min run), the peer at 720 s
+    assert (reach['ours'], reach['peer'], reach['ratio']) == (350.0, 720.0, round(720 / 350, 3))
+    slow = time_row('demo', peer, {12.0: runs[12.0][:3]})
+    assert slow['ours'] is None and slow['error'] == 'not reached by any of our runs (best mAP 0.550)'
+    assert report.verdict(slow) == 'failed'
 
 
 def test_bf16_accuracy_row_by_hand():
