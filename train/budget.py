@@ -28,9 +28,11 @@ from config.schema import flag_words
 LOG = logging.getLogger('train')
 
 WARMUP_BATCHES = 3              # untimed first batches: oneDNN creates its primitives on the first passes
-TIMED_TRAIN_BATCHES = 8         # forward + backward passes timed (about 1/16 of an epoch of the demo)
+TIMED_TRAIN_BATCHES = 20        # forward + backward passes timed, with their fetches (1/6 of a demo epoch)
 TIMED_INFERENCE_BATCHES = 4     # inference passes timed, for the validation's share
-EPOCH_OVERHEAD_SECONDS = 1.0    # checkpoint, trainer state, curves and pictures per epoch (measured: ~1 s)
+EPOCH_OVERHEAD_SECONDS = 3.0    # per epoch: the iterator's restart and slower first batches, the updates and the
+                                # checkpoint, state, curves and pictures (demo, 2 cores: epochs took 2-5 s more
+                                # than 125 timed passes)
 MAX_WARMUP_SHARE = 0.25         # a warm-up longer than this share of the fitted run is shortened to it
 
 EpochCost = collections.namedtuple('EpochCost', 'train_seconds validation_seconds overhead_seconds')
@@ -49,26 +51,26 @@ def check_budget(solver, distributed):
                         % (flag_words('solver.time_budget'), solver.kv_store, flag_words('solver.end_epoch')))
 
 
-def _timed_passes(batches, run_one):
-    """Seconds per batch of ``run_one(batch)`` over ``batches`` (each waited for)."""
+def _timed_passes(data_iter, count, run_one):
+    """Seconds per batch of fetching the next batch of ``data_iter`` and ``run_one(batch)``, over ``count``
+    batches (waited for). The fetch is timed with the pass: the iterator decodes the next batches on its own
+    threads meanwhile, which share the cores with the pass as they do in training."""
     mx.nd.waitall()
     tic = time.time()
-    for batch in batches:
+    for batch in _batches(data_iter, count):
         run_one(batch)
-    mx.nd.waitall()
-    return (time.time() - tic) / max(len(batches), 1)
+        mx.nd.waitall()     # as the training metric's read of the outputs does after every batch
+    return (time.time() - tic) / max(count, 1)
 
 
-def _take(data_iter, count):
-    """Up to ``count`` batches of ``data_iter`` (reset first when it runs out)."""
-    batches = []
+def _batches(data_iter, count):
+    """The next ``count`` batches of ``data_iter``, one at a time (reset when it runs out)."""
     for _ in range(count):
         try:
-            batches.append(data_iter.next())
+            yield data_iter.next()
         except StopIteration:
             data_iter.reset()
-            batches.append(data_iter.next())
-    return batches
+            yield data_iter.next()
 
 
 def measure_epoch(module, train_iter, num_batches, num_val_batches, val_interval):
@@ -93,12 +95,12 @@ def measure_epoch(module, train_iter, num_batches, num_val_batches, val_interval
     EpochCost
     """
     _, aux_before = module.get_params()
-    batches = _take(train_iter, WARMUP_BATCHES + TIMED_TRAIN_BATCHES)
-    for batch in batches[:WARMUP_BATCHES]:
-        module.forward_backward(batch)
-    train_pass = _timed_passes(batches[WARMUP_BATCHES:], module.forward_backward)
-    inference = batches[:TIMED_INFERENCE_BATCHES] if num_val_batches else []
-    infer_pass = _timed_passes(inference, lambda batch: module.forward(batch, is_train=False)) if inference else 0.0
+    _timed_passes(train_iter, WARMUP_BATCHES, module.forward_backward)
+    train_pass = _timed_passes(train_iter, TIMED_TRAIN_BATCHES, module.forward_backward)
+    infer_pass = 0.0
+    if num_val_batches:
+        infer_pass = _timed_passes(train_iter, TIMED_INFERENCE_BATCHES,
+                                   lambda batch: module.forward(batch, is_train=False))
     arg_params, _ = module.get_params()
     module.set_params(arg_params, aux_before)
     mx.nd.waitall()
