@@ -88,8 +88,7 @@ class SolverConfig:
     amp: str = key('none', "mixed precision: 'none', 'bf16' (CPUs with AVX-512), 'fp16' (GPUs)")
     loss_scale: Optional[float] = key(None, 'static loss scale; None: 128 under fp16, else 1')
     ema: float = key(0.0, 'decay of a moving average of the weights, saved as <prefix>-ema (e.g. 0.999); 0: off')
-    time_budget: float = key(0.0, 'minutes of training (validation included): end_epoch and the schedule fitted to '
-                             'the epochs measured to fit (train/budget.py); 0: off')
+    time_budget: float = key(0.0, 'minutes of training; end_epoch and schedule fitted to them (budget.py); 0: off')
 
 
 @dataclasses.dataclass
