@@ -12,6 +12,7 @@ import pytest
 from config.defaults import SYNTHETIC_CLUTTER
 from config.errors import UserError
 from dataset.pascal_voc import load_pascal_voc
+from tests.test_synthetic_voc import all_files, read_list
 from tools import prepare_dataset
 from tools import synthetic_clutter as sc
 
@@ -24,22 +25,6 @@ def generate(root, *extra):
     args = sc.parse_args(['--root', str(root), '--num-thread', '1'] + SMALL + list(extra))
     sc.main(args)
     return os.path.join(str(root), 'VOC' + args.year)
-
-
-def all_files(year_dir):
-    """``{relative path: bytes}`` of every file under the year folder."""
-    files = {}
-    for directory, _, names in os.walk(year_dir):
-        for name in names:
-            path = os.path.join(directory, name)
-            with open(path, 'rb') as handle:
-                files[os.path.relpath(path, year_dir)] = handle.read()
-    return files
-
-
-def read_list(year_dir, split):
-    with open(os.path.join(year_dir, 'ImageSets', 'Main', split + '.txt')) as handle:
-        return handle.read().split()
 
 
 def read_annotation(year_dir, image_id):

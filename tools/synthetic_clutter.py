@@ -38,12 +38,13 @@ import cv2
 import numpy as np
 
 from config.defaults import SYNTHETIC_CLUTTER
-from config.errors import UserError, run_cli
+from config.errors import run_cli
 from config.runtime import available_cores
 from tools.synthetic_voc import SHAPES as FIRST_SET_SHAPES
 from tools.synthetic_voc import (
     WriteSettings,
     as_visible,
+    check_generator_args,
     draw_shape_mask,
     fill_polygon_mask,
     gradient,
@@ -553,15 +554,7 @@ def check_args(args):
              ('--max-objects', args.max_objects >= 1, 'must be >= 1'),
              ('--quality', 1 <= args.quality <= 100, 'must be in 1..100'),
              ('--num-thread', args.num_thread >= 1, 'must be >= 1')]
-    for flag, ok, rule in rules:
-        if not ok:
-            raise UserError('%s %s %s' % (flag, getattr(args, flag[2:].replace('-', '_')), rule))
-    if args.num_trainval + args.num_test == 0:
-        raise UserError('--num-trainval and --num-test are both 0: nothing to generate')
-    if not args.year.isalnum():
-        raise UserError('--year %r must be letters and digits only, e.g. 2007' % args.year)
-    if os.path.exists(args.root) and not os.path.isdir(args.root):
-        raise UserError('--root %s is a file; give a directory (it is created when missing)' % args.root)
+    check_generator_args(args, rules)
 
 
 def parse_args(argv=None):

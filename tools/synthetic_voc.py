@@ -577,6 +577,12 @@ def check_args(args):
              ('--small-share', 0 <= args.small_share <= 1, 'must be in 0..1'),
              ('--quality', 1 <= args.quality <= 100, 'must be in 1..100'),
              ('--num-thread', args.num_thread >= 1, 'must be >= 1')]
+    check_generator_args(args, rules)
+
+
+def check_generator_args(args, rules):
+    """Raise UserError for the first ``(flag, ok, rule)`` of ``rules`` not ok, then for the checks every generator
+    shares (something to generate, ``--year``, ``--root``); tools/synthetic_clutter.py uses it too."""
     for flag, ok, rule in rules:
         if not ok:
             raise UserError('%s %s %s' % (flag, getattr(args, flag[2:].replace('-', '_')), rule))
