@@ -11,7 +11,7 @@ from config.errors import UserError
 from config.schema import from_flat
 from core.run_dir import RunDir
 from tests.test_train import make_dataset, tiny_run
-from train import budget, train_net
+from train import budget, callbacks, train_net
 from train.budget import EpochCost
 
 
@@ -49,7 +49,7 @@ def fixed_cost(seconds_per_epoch):
     """A stand-in for measure_epoch: every epoch costs ``seconds_per_epoch`` (recorded calls in ``calls``)."""
     calls = []
 
-    def measure(module, train_iter, num_batches, num_val_batches, val_interval):
+    def measure(module, train_iter, num_batches, num_val_batches, val_interval, detector=None):
         calls.append((num_batches, num_val_batches, val_interval))
         return EpochCost(seconds_per_epoch - 1.0, 0.0, 1.0)
     return measure, calls
@@ -93,13 +93,61 @@ def test_measuring_an_epoch_leaves_weights_and_batchnorm_statistics_unchanged(da
     module = mx.mod.Module(symbol, data_names=('data',), label_names=('label',), context=mx.cpu())
     module.bind(train_iter.provide_data, train_iter.provide_label, for_training=True)
     module.set_params(arg_params, aux_params)
-    cost = budget.measure_epoch(module, train_iter, num_batches=5, num_val_batches=2, val_interval=2)
+    detector = callbacks.bound_detector(module, train_net.detector_graph(result['config']))
+    cost = budget.measure_epoch(module, train_iter, num_batches=5, num_val_batches=2, val_interval=2,
+                                detector=detector)     # validation's module: the deploy graph on these arrays
     after_args, after_aux = module.get_params()
     for name, value in list(arg_params.items()) + list(aux_params.items()):
         later = after_args.get(name, after_aux.get(name))
         np.testing.assert_array_equal(later.asnumpy(), value.asnumpy(), err_msg=name)
     assert cost.train_seconds > 0 and cost.validation_seconds > 0
     assert cost.overhead_seconds == budget.EPOCH_OVERHEAD_SECONDS
+
+
+def test_steps_not_yet_passed_move_with_the_end_and_passed_ones_stay():
+    # a 10-epoch fit of steps 14, 18 (of 20) runs [7, 9]
+    assert budget.replaced_steps([14, 18], 20, 0, [7, 9], 4, 6) == [4, 5]     # 4.2 -> 4, 5.4 -> 5
+    assert budget.replaced_steps([14, 18], 20, 0, [7, 9], 8, 9) == [7, 8]     # 7 passed; 8.1 -> 8
+    assert budget.replaced_steps([14, 18], 20, 0, [7, 9], 7, 8) == [7]        # 7.2 -> 7 (passed), lands on it
+    assert budget.replaced_steps([], 20, 0, [], 3, 5) == []
+
+
+class EpochClock:
+    """A clock that says ``seconds`` passed between two reads (BudgetKeeper reads it once before each epoch)."""
+
+    def __init__(self, seconds):
+        self.seconds, self.reads = seconds, 0
+
+    def __call__(self):
+        self.reads += 1
+        return self.reads * self.seconds
+
+
+def test_epochs_slower_than_measured_end_the_run_earlier_with_its_schedule(data, tmp_path, monkeypatch):
+    measure, _ = fixed_cost(4.0)
+    monkeypatch.setattr(budget, 'measure_epoch', measure)
+    monkeypatch.setattr(budget, 'now', EpochClock(10.0))
+    val_rec = data[0].replace('train.rec', 'val.rec')
+    flags = dict(lr=0.01, end_epoch=20, lr_steps=[10, 15], val_path=val_rec, val_interval=5, time_budget=0.5)
+    result = tiny_run(data[0], tmp_path / 'run', **flags)
+    # measured 4 s per epoch: 7 epochs of the ~30 s (steps 3.5 -> 4, 5.25 -> 5); after epoch 1 the clock says
+    # 10 s per epoch, so 1 more fits in the ~20 s left: the end moves to 2, both steps to epoch 1 (merged)
+    assert [record['epoch'] for record in result['history']] == [1, 2]
+    assert result['history'][-1]['mAP'] is not None           # the new last epoch is validated (interval 5)
+    lrs = result['lr_history']                                # 5 updates per epoch: 0.01, then 0.001
+    np.testing.assert_allclose(lrs, [0.01] * 5 + [0.001] * 5, rtol=1e-12)
+    saved = RunDir(str(tmp_path / 'run')).read_config()
+    assert saved.solver.end_epoch == 2 and list(saved.solver.lr_steps) == [1]
+    assert (tmp_path / 'run-0002.params').exists() and not (tmp_path / 'run-0003.params').exists()
+
+
+def test_epochs_as_fast_as_measured_keep_the_fit(data, tmp_path, monkeypatch):
+    measure, _ = fixed_cost(10.0)
+    monkeypatch.setattr(budget, 'measure_epoch', measure)
+    monkeypatch.setattr(budget, 'now', EpochClock(9.0))
+    result = tiny_run(data[0], tmp_path / 'run', lr=0.01, end_epoch=20, lr_steps=[10, 15], time_budget=0.5)
+    assert [record['epoch'] for record in result['history']] == [1, 2]        # 30 s at 10 s: 2 epochs, kept
+    assert result['config'].solver.lr_steps == [1]
 
 
 @pytest.mark.parametrize('flags, words', [

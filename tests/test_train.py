@@ -466,3 +466,33 @@ def test_a_new_run_never_replaces_an_earlier_runs_checkpoints(data, base_checkpo
         tiny_run(data[0], prefix, resume=1, end_epoch=2)        # ... until a run has written them
     tiny_run(data[0], prefix, overwrite=True)
     assert open(prefix + '-0001.params', 'rb').read() != before
+
+
+class DetectorCheck(Hook):
+    """After each epoch: the training module's own ``detection`` output and the shared deploy module's on one
+    validation batch (validation runs the latter; the detections do not depend on the label input)."""
+
+    def __init__(self, batch):
+        self.batch, self.pairs = batch, []
+
+    def after_epoch(self, state):
+        no_boxes = mx.nd.full(state.module.label_shapes[0].shape, -1)   # the train graph's label input, bound width
+        state.module.forward(mx.io.DataBatch(data=self.batch.data, label=[no_boxes]), is_train=False)
+        position = state.module.output_names.index('detection_output')
+        trained = state.module.get_outputs()[position].asnumpy()
+        detector = state.detector()
+        detector.forward(mx.io.DataBatch(data=self.batch.data), is_train=False)
+        self.pairs.append((trained, detector.get_outputs()[0].asnumpy(), detector))
+
+
+def test_validation_runs_the_deploy_graph_on_the_training_weights(data, tmp_path):
+    from dataset.iterator import DetRecordIter
+    val_iter = DetRecordIter(data[1], BATCH, (3, SHAPE, SHAPE), preset='val')
+    check = DetectorCheck(next(iter(val_iter)))
+    tiny_run(data[0], tmp_path / 'run', lr=0.05, end_epoch=2, val_path=data[1], hooks=[check])
+    (first, first_deployed, detector), (second, second_deployed, _) = check.pairs
+    assert detector.symbol.list_outputs() == ['detection_output']
+    assert 'label' not in detector.symbol.list_arguments()          # no anchor matching, no losses
+    np.testing.assert_allclose(first_deployed, first, atol=1e-5)     # the same boxes and scores after epoch 1
+    np.testing.assert_allclose(second_deployed, second, atol=1e-5)   # and after epoch 2: it follows the updates
+    assert np.abs(second[..., 1] - first[..., 1]).max() > 1e-3       # which did move the scores

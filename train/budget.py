@@ -12,6 +12,11 @@ The measurement trains nothing: it times ``forward_backward`` on a few training 
 a training-mode forward moves them. The clock of the budget starts with the measurement, and the history's
 ``seconds`` (train/callbacks.py) start there too, so a run's last record says how much of the budget it used.
 
+Epochs can take longer than measured (validation passes that find more boxes as the network learns, a machine
+shared with other work): :class:`BudgetKeeper` checks the clock before every epoch and, when the epochs left no
+longer fit, ends the run earlier, placing the LR steps not yet passed (or the cosine / poly end) on the shorter
+run. It never adds epochs, so a budget is an upper bound.
+
 A resumed run does not measure again: it keeps the fitted schedule its ``<prefix>-config.yaml`` holds, so every
 update after the resume sees the learning rate the uninterrupted run would have.
 """
@@ -24,6 +29,8 @@ import mxnet as mx
 
 from config.errors import UserError
 from config.schema import flag_words
+from train import schedule
+from train.callbacks import Hook
 
 LOG = logging.getLogger('train')
 
@@ -73,7 +80,7 @@ def _batches(data_iter, count):
             yield data_iter.next()
 
 
-def measure_epoch(module, train_iter, num_batches, num_val_batches, val_interval):
+def measure_epoch(module, train_iter, num_batches, num_val_batches, val_interval, detector=None):
     """Time this module's passes and predict one epoch's wall time.
 
     Parameters
@@ -89,6 +96,8 @@ def measure_epoch(module, train_iter, num_batches, num_val_batches, val_interval
         Validation batches per pass (0: no validation).
     val_interval : int
         Validation every this many epochs.
+    detector : mx.mod.Module, optional
+        The module validation runs (train/callbacks.py ``bound_detector``); default ``module``.
 
     Returns
     -------
@@ -99,8 +108,10 @@ def measure_epoch(module, train_iter, num_batches, num_val_batches, val_interval
     train_pass = _timed_passes(train_iter, TIMED_TRAIN_BATCHES, module.forward_backward)
     infer_pass = 0.0
     if num_val_batches:
-        infer_pass = _timed_passes(train_iter, TIMED_INFERENCE_BATCHES,
-                                   lambda batch: module.forward(batch, is_train=False))
+        detector = module if detector is None else detector
+        labels = detector.label_names
+        infer_pass = _timed_passes(train_iter, TIMED_INFERENCE_BATCHES, lambda batch: detector.forward(
+            mx.io.DataBatch(data=batch.data, label=batch.label if labels else None), is_train=False))
     arg_params, _ = module.get_params()
     module.set_params(arg_params, aux_before)
     mx.nd.waitall()
@@ -163,3 +174,105 @@ def describe_fit(minutes, cost, epochs, fit, measured_seconds):
             '(measured in %.1f s) -> %d epochs: end epoch %d, LR steps %s, warm-up %g epochs'
             % (minutes, cost.train_seconds, cost.validation_seconds, cost.overhead_seconds, measured_seconds,
                epochs, fit['solver.end_epoch'], fit['solver.lr_steps'], fit['solver.warmup_epochs']))
+
+
+now = time.time       # the clock BudgetKeeper reads (a test gives it a clock of its own)
+
+
+def replaced_steps(configured_steps, configured_epochs, begin_epoch, current_steps, done, epochs):
+    """LR steps after moving a run's end: the steps passed stay, the others land at their fraction of the run.
+
+    Parameters
+    ----------
+    configured_steps : list of int
+        The steps the configuration gave (epochs after ``begin_epoch``), before any fit.
+    configured_epochs : int
+        The configured run's length in epochs after ``begin_epoch``.
+    begin_epoch : int
+    current_steps : list of int
+        The steps of the schedule running now; the first ones, up to epoch ``done``, have been passed (a step at
+        ``done`` takes effect with the next update).
+    done : int
+        Epochs trained.
+    epochs : int
+        The new length after ``begin_epoch``.
+
+    Returns
+    -------
+    list of int
+        Increasing epochs; a step not yet passed lands at ``done`` or later and before the new end (two that land
+        together count once).
+
+    Examples
+    --------
+    >>> replaced_steps([14, 18], 20, 0, [7, 9], 4, 6)      # a 10-epoch fit cut to 6 after epoch 4
+    [4, 5]
+    """
+    passed = [step for step in current_steps if step <= done]
+    steps = list(passed)
+    for step in configured_steps[len(passed):]:
+        placed = begin_epoch + min(max(int(round((step - begin_epoch) * epochs / float(configured_epochs))), 1),
+                                   max(epochs - 1, 1))
+        placed = max(placed, done)
+        if placed not in steps:
+            steps.append(placed)
+    return steps
+
+
+class BudgetKeeper(Hook):
+    """Keeps a fitted run inside its budget: before every epoch, the epochs left are predicted from the epochs
+    trained so far (their mean wall time, validation and writes included); when fewer fit than planned, the
+    run's end (``state.end_epoch``) moves back and the optimizer gets the schedule of the shorter run.
+
+    Parameters
+    ----------
+    solver : config section
+        The configured solver, before the fit (its ``lr_steps`` and ``end_epoch`` give the steps' fractions).
+    fitted : config section
+        The fitted solver the run started with.
+    begin_epoch : int
+    remaining_seconds : float
+        Budget left when the keeper is made (the measurement spent the rest).
+    iterations_per_epoch : int
+    on_refit : callable, optional
+        ``on_refit({dotted key: value})`` after each move (train_net writes ``<prefix>-config.yaml`` again, so a
+        resume keeps the shorter schedule).
+    """
+
+    def __init__(self, solver, fitted, begin_epoch, remaining_seconds, iterations_per_epoch, on_refit=None):
+        self.configured_steps = [step for step in solver.lr_steps if step > begin_epoch]
+        self.configured_epochs = max(solver.end_epoch - begin_epoch, 1)
+        self.fitted, self.begin_epoch = fitted, begin_epoch
+        self.remaining_seconds, self.iterations_per_epoch = remaining_seconds, iterations_per_epoch
+        self.on_refit = on_refit
+        self.steps = list(fitted.lr_steps)
+        self.first = None          # (clock, epoch) at the first epoch's start
+
+    def before_epoch(self, state):
+        clock = now()
+        if self.first is None:
+            self.first = (clock, state.epoch)
+            return
+        elapsed, trained = clock - self.first[0], state.epoch - self.first[1]
+        per_epoch = elapsed / trained
+        left = int(math.floor((self.remaining_seconds - elapsed) / per_epoch))
+        end = max(state.epoch + left, state.epoch + 1)
+        if end < state.end_epoch:
+            self.move_end(state, end, per_epoch)
+
+    def move_end(self, state, end, per_epoch):
+        """End the run after epoch ``end`` with the schedule placed on it (the warm-up capped as in
+        :func:`fitted_solver`)."""
+        epochs, solver = end - self.begin_epoch, self.fitted
+        self.steps = replaced_steps(self.configured_steps, self.configured_epochs, self.begin_epoch, self.steps,
+                                    state.epoch, epochs)
+        warmup = min(solver.warmup_epochs, MAX_WARMUP_SHARE * epochs)
+        state.module._optimizer.lr_scheduler = schedule.make_lr_scheduler(   # Module keeps its optimizer private
+            solver.lr, self.steps, solver.lr_factor, self.iterations_per_epoch, warmup, solver.lr_scheduler,
+            solver.warmup_start_factor, solver.final_lr, end, solver.poly_power)
+        LOG.info('time budget: epochs take %.1f s here, longer than measured: the run ends after epoch %d instead '
+                 'of %d, LR steps %s', per_epoch, end, state.end_epoch, self.steps)
+        state.end_epoch = end
+        if self.on_refit is not None:
+            self.on_refit({'solver.end_epoch': end, 'solver.lr_steps': list(self.steps),
+                           'solver.warmup_epochs': warmup})

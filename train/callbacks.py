@@ -28,6 +28,7 @@ from tqdm import tqdm
 from config.errors import UserError
 from core.checkpoint import save_optimizer_states
 from evaluate import runner
+from evaluate.evaluate_net import unfused_graphs
 from train.curves import plot_training_curves
 
 LOG = logging.getLogger('train')
@@ -43,6 +44,17 @@ class TrainingInterrupted(UserError):
     def __init__(self, message, exit_status):
         super().__init__(message)
         self.exit_status = exit_status
+
+
+def bound_detector(module, detector_symbol):
+    """``detector_symbol`` (input ``data``, output ``detection``) bound for inference on the arrays of ``module``
+    (a bound, initialised training module), for its batch shape, unfused as evaluate.py binds (its detections
+    are then bit-identical to the train graph's); see :meth:`TrainState.detector`."""
+    detector = mx.mod.Module(detector_symbol, data_names=('data',), label_names=None,
+                             context=module._context)            # Module keeps its contexts private
+    with unfused_graphs():
+        detector.bind(module.data_shapes, for_training=False, shared_module=module)
+    return detector
 
 
 class TrainState:
@@ -71,10 +83,17 @@ class TrainState:
         when it measures the epoch, train/budget.py).
     error : BaseException or None
         Set before ``after_train`` when training stopped with an error.
+    detector_symbol : mx.sym.Symbol or None
+        The deploy graph (input ``data``, output ``detection``) that :meth:`detector` binds for validation.
+    end_epoch : int or None
+        The epoch (1-based) the run ends after; set by the trainer, and a hook may lower it while training runs
+        (a time budget whose epochs take longer than measured, train/budget.py): the run then ends there.
     """
 
-    def __init__(self, module, metric, num_batches, batch_size, last_checkpoint=None, started=None):
+    def __init__(self, module, metric, num_batches, batch_size, last_checkpoint=None, started=None,
+                 detector_symbol=None):
         self.module, self.metric = module, metric
+        self.detector_symbol = detector_symbol
         self.num_batches, self.batch_size = num_batches, batch_size
         self.epoch = self.batch = 0
         self.last_checkpoint = last_checkpoint
@@ -82,11 +101,27 @@ class TrainState:
         self.lr_history, self.history = [], []
         self.started = time.time() if started is None else started
         self.error = None
+        self.end_epoch = None
 
     def losses(self):
         """``{name: running value}`` of the training metric this epoch."""
         names, values = self.metric.get()
         return dict(zip(names, values))
+
+    def detector(self):
+        """The module a validation pass runs (``is_train=False``, ``detection`` output); call once per pass.
+
+        With a ``detector_symbol``: that deploy graph, bound on the training module's own parameter and BatchNorm
+        arrays (``shared_module``: no copy, so it sees every update and every weight swap, e.g. the EMA's). It
+        skips what the train graph computes for the losses (anchor matching, the loss heads): the demo's
+        validation ran 1.7x faster so (95 -> 160 img/s, 2-core Xeon). Bound without oneDNN's BatchNorm folding,
+        as evaluate.py binds: folded, scores move by ~1e-7 and an undertrained network's mAP then differs from
+        evaluate.py's; and the folding happens once, at the first forward, so it would not follow later updates.
+        A new module per call (bound in ~15 ms). Without a ``detector_symbol``: the training module itself.
+        """
+        if self.detector_symbol is None:
+            return self.module
+        return bound_detector(self.module, self.detector_symbol)
 
     def learning_rate(self):
         """The learning rate the optimizer used for its latest update."""
@@ -274,11 +309,12 @@ class Validator(Hook):
 
     def after_epoch(self, state):
         epoch = state.epoch + 1
-        if epoch % self.interval and epoch != self.end_epoch:
+        last = state.end_epoch if state.end_epoch is not None else self.end_epoch
+        if epoch % self.interval and epoch != last:
             state.validation = None
             return
         tic = time.time()
-        state.validation = runner.score(state.module, self.val_iter, self.metric)
+        state.validation = runner.score(state.detector(), self.val_iter, self.metric)
         per_class = {name: value for name, value in state.validation.items() if name != 'mAP'}
         LOG.info('Epoch[%d] Validation %s=%.4f (%.1f s)', epoch, self.metric.name, state.validation['mAP'],
                  time.time() - tic)

@@ -52,7 +52,7 @@ class TrainDataCheck(Hook):
     def after_epoch(self, state):
         if state.epoch != 0 or self.result is not None:
             return
-        values = runner.score(state.module, self.make_iter(), self.metric, num_batch=self.num_batches)
+        values = runner.score(state.detector(), self.make_iter(), self.metric, num_batch=self.num_batches)
         fell = loss_fell(self.first_losses or {}, state.losses())
         warned = fell and values['mAP'] < NEAR_ZERO_MAP
         self.result = dict(mAP=values['mAP'], loss_fell=fell, warned=warned)

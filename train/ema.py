@@ -183,7 +183,7 @@ class WeightAverage(Hook):
         """Score the average like the Validator scored the weights; log both, record ``ema_mAP``."""
         tic = time.time()
         with swapped_in(state.module, self.args, self.aux):
-            self.validation = runner.score(state.module, self.val_iter, self.metric)
+            self.validation = runner.score(state.detector(), self.val_iter, self.metric)
         value = self.validation['mAP']
         LOG.info('Epoch[%d] Validation %s: weights %.4f, EMA %.4f (decay %g, %.1f s)', state.epoch + 1,
                  self.metric.name, state.validation['mAP'], value, self.decay, time.time() - tic)

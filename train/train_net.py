@@ -545,31 +545,44 @@ def start_module(config, run_dir, symbol, train_iter, contexts):
 
 
 def fit_time_budget(config, run_dir, module, train_iter, val_iter, iters):
-    """``config`` with its schedule fitted to ``--time-budget`` (train/budget.py); unchanged without a budget.
-
-    A resumed run keeps the fit its ``<prefix>-config.yaml`` holds; any other run times one epoch here first.
+    """``config`` with its schedule fitted to ``--time-budget`` (train/budget.py), and the
+    :class:`train.budget.BudgetKeeper` that holds the run to it (None without a budget, or on a resume, which keeps
+    the fit its ``<prefix>-config.yaml`` holds; any other run times one epoch here first).
     """
     solver = config.solver
     if solver.time_budget <= 0:
-        return config
+        return config, None
     if starting_point(config.run)[0] == 'resume':
         fit = budget.saved_fit(run_dir.read_config(), solver)
         if fit is not None:
             LOG.info('time budget %g min: the resumed run keeps its fitted schedule (end epoch %d, LR steps %s, '
                      'warm-up %g epochs)', solver.time_budget, fit['solver.end_epoch'], fit['solver.lr_steps'],
                      fit['solver.warmup_epochs'])
-            return resolved(config, fit)
+            return resolved(config, fit), None
     tic = time.time()
     num_val_batches = 0 if val_iter is None else int(math.ceil(val_iter.num_records / float(config.data.batch_size)))
-    cost = budget.measure_epoch(module, train_iter, iters, num_val_batches, config.eval.val_interval)
+    detector = callbacks.bound_detector(module, detector_graph(config)) if num_val_batches else None
+    cost = budget.measure_epoch(module, train_iter, iters, num_val_batches, config.eval.val_interval, detector)
     measured = time.time() - tic
     epochs = budget.epochs_within(solver.time_budget * 60.0 - measured, cost)
     fit = budget.fitted_solver(solver, begin_epoch_of(config), epochs)
     LOG.info(budget.describe_fit(solver.time_budget, cost, epochs, fit, measured))
-    config = resolved(config, fit)
-    schedule.check_schedule(config.solver)
-    check_prefix_is_free(config, run_dir)
-    return config
+    fitted = resolved(config, fit)
+    schedule.check_schedule(fitted.solver)
+    check_prefix_is_free(fitted, run_dir)
+    keeper = budget.BudgetKeeper(solver, fitted.solver, begin_epoch_of(config), solver.time_budget * 60.0 - measured,
+                                 iters, on_refit=lambda moved: run_dir.write_config(resolved(fitted, moved)))
+    return fitted, keeper
+
+
+def detector_graph(config):
+    """The deploy graph of the run's network (at its ``--amp`` precision): validation binds it on the training
+    module's arrays (:meth:`train.callbacks.TrainState.detector`)."""
+    model = config.model
+    symbol = symbol_factory.get_symbol(model.network, model.data_shape, config.data.num_class,
+                                       nms_thresh=model.nms_thresh, force_suppress=model.force_suppress,
+                                       **network_overrides(model))
+    return amp.convert_symbol(symbol, config.solver.amp)
 
 
 def precision_graph(solver, symbol):
@@ -667,7 +680,7 @@ def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callback
     symbol = symbol_factory.get_symbol_train(model.network, model.data_shape, data.num_class, **graph_settings(model))
     module, frozen = start_module(config, run_dir, precision_graph(config.solver, symbol), train_iter, contexts)
     started = time.time()
-    config = fit_time_budget(config, run_dir, module, train_iter, val_iter, iters)
+    config, keeper = fit_time_budget(config, run_dir, module, train_iter, val_iter, iters)
     init_optimizer(module, config, run_dir, iters, len(contexts), group)
     if group.writes:
         run_dir.write_class_names(data.class_names)
@@ -680,8 +693,10 @@ def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callback
     skip = config.run.resume_batch if kind == 'resume' else 0
     last = run_dir.params_path(begin_epoch, skip) if kind in ('resume', 'finetune') else None
     state = callbacks.TrainState(module, MultiBoxMetric(symbol.list_outputs()), iters, data.batch_size, last,
-                                 started=started if config.solver.time_budget > 0 else None)
-    hooks = build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks, group) + user_hooks
+                                 started=started if config.solver.time_budget > 0 else None,
+                                 detector_symbol=detector_graph(config))
+    hooks = ([keeper] if keeper else []) + build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks,
+                                                       group) + user_hooks
     trainer = Trainer(state, hooks, extra_state=dict(frozen_params=frozen, iterations_per_epoch=iters,
                                                      num_train_records=train_iter.num_records, start=kind,
                                                      num_workers=group.num_workers))

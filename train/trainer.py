@@ -23,7 +23,8 @@ notices are filtered, and so are its 0-based ``Epoch[0] Train-...`` lines (Batch
 as every other line). Where fit cannot do what later issues ask: it has no mid-epoch stop other than an
 exception raised from a callback (SIGINT/SIGTERM: :meth:`Trainer.stop_after_batch` saves a mid-epoch
 checkpoint, then raises one), and it always runs whole epochs of the iterator it is given (the partial last
-batch is dropped, and a resumed mid-epoch run's first batches skipped, by :class:`EpochBatches`).
+batch is dropped, and a resumed mid-epoch run's first batches skipped, by :class:`EpochBatches`). A hook that
+lowers ``state.end_epoch`` (a time budget running late) ends fit after that epoch's callbacks (:class:`RunEnded`).
 """
 import logging
 import os
@@ -39,6 +40,10 @@ from train.callbacks import TrainingInterrupted
 LOG = logging.getLogger('train')
 # fit's notices for a module that is ready, and its 0-based per-epoch lines that BatchLogger prints 1-based
 FIT_NOTICES = ('Already bound', 'optimizer already initialized', '] Train-', '] Time cost=')
+
+
+class RunEnded(Exception):
+    """Raised after the last epoch's callbacks when a hook moved ``state.end_epoch`` before fit's own end."""
 
 
 class EpochBatches(mx.io.DataIter):
@@ -117,6 +122,7 @@ class Trainer:
         self.next_epoch = self.batch_offset = 0
         self.stop_signal = None
         self.on_interrupt = None
+        self.fit_end = None
         self.state.data_batch, self.state.data_batch_index = None, -1
 
     def call(self, event):
@@ -161,6 +167,12 @@ class Trainer:
         self.state.epoch = epoch
         self.call('after_epoch')
         self.next_epoch, self.batch_offset = epoch + 1, 0
+
+    def end_if_moved(self, epoch, symbol, arg_params, aux_params):
+        """fit's last epoch-end callback: ends fit after epoch ``epoch`` (0-based) when ``state.end_epoch`` was
+        moved to it."""
+        if self.state.end_epoch < self.fit_end and epoch + 1 >= self.state.end_epoch:
+            raise RunEnded()
 
     # ------------------------------------------------------------------------------------------ signals
     def request_stop(self, signum, frame):
@@ -209,6 +221,7 @@ class Trainer:
         """
         module, state = self.state.module, self.state
         state.epoch = self.next_epoch = begin_epoch
+        state.end_epoch = self.fit_end = end_epoch
         self.batch_offset, self.on_interrupt = skip_batches, on_interrupt
         batches = EpochBatches(train_iter, state.num_batches, self.epoch_start, skip_first=skip_batches,
                                on_batch=self.batch_fetched)
@@ -221,7 +234,10 @@ class Trainer:
                 warnings.filterwarnings('ignore', message='Parameters already initialized')
                 module.fit(batches, eval_metric=state.metric, begin_epoch=begin_epoch, num_epoch=end_epoch,
                            batch_end_callback=[self.batch_end] + list(batch_end_callbacks),
-                           epoch_end_callback=[self.epoch_end] + list(epoch_end_callbacks), monitor=monitor)
+                           epoch_end_callback=[self.epoch_end] + list(epoch_end_callbacks) + [self.end_if_moved],
+                           monitor=monitor)
+        except RunEnded:
+            LOG.info('the run ends after epoch %d of the %d planned', state.end_epoch, end_epoch)
         except BaseException as err:
             state.error = err
             raise
