@@ -15,7 +15,8 @@ that prints its own table and writes ``<parts dir>/<part>_results.json``:
   are marked not applicable on CPUs that cannot run bfloat16 convolutions), when that script exists;
 - ``distributed``: bench/bench_distributed.py (training img/s of 2 dist_sync workers vs 1, one thread each, and the
   communication share of a 2-worker step);
-- ``time_to_accuracy``: bench/bench_time_to_accuracy.py (the demo recipe's wall time to VOC07 mAP 0.5 / 0.6 / 0.7);
+- ``time_to_accuracy``: bench/bench_time_to_accuracy.py (our ``--time-budget`` runs against torchvision's SSDlite
+  from scratch on two synthetic sets: mAP at 3/6/9/12 minutes, time to the peer's 12-minute mAP; ~70 minutes);
 - ``soak``: bench/bench_soak.py (memory after every epoch of a tiny 32-epoch run: no leak).
 
 Their rows are merged (each tagged with its part) into ``results.json`` with the machine description (CPU and
@@ -23,7 +24,10 @@ its AVX512_BF16 / VNNI flags, cores, load average, thread settings, MXNet build 
 into ``RESULTS.md``; both files are written together, complete or not at all. A part that fails is named in
 both and the exit status is 1.
 
-Usage: ``python bench/run.py [--quick] [--only metric,inference]``.
+``--reuse-outputs`` takes each selected part's rows from the ``<part>_results.json`` its script already wrote
+(a long part run by itself, e.g. ``python bench/bench_time_to_accuracy.py``) instead of running it again.
+
+Usage: ``python bench/run.py [--quick] [--only metric,inference] [--reuse-outputs]``.
 """
 import argparse
 import json
@@ -64,6 +68,9 @@ def parse_args(argv=None):
                         help='scratch folder of the parts that generate data (data, time_to_accuracy)')
     parser.add_argument('--results', default=None,
                         help='merged rows, JSON (default: bench/results.json; --quick: bench/results-quick.json)')
+    parser.add_argument('--reuse-outputs', action='store_true',
+                        help="read each selected part's rows from its existing <part>_results.json instead of "
+                             'running it')
     parser.add_argument('--markdown', default=None,
                         help='the report (default: bench/RESULTS.md; --quick: bench/RESULTS-quick.md)')
     return with_output_paths(parser.parse_args(argv))
@@ -103,9 +110,25 @@ def part_output(parts_dir, part):
 
 def part_flags(part, work_dir):
     """The flags ``run.py`` adds to a part's command: its bf16 rows, its scratch folder."""
-    work = {'data': ['--work-dir', work_dir], 'time_to_accuracy': ['--work-dir', os.path.join(work_dir, 'demo')],
+    work = {'data': ['--work-dir', work_dir], 'time_to_accuracy': ['--work-dir', work_dir],
             'soak': ['--work-dir', work_dir], 'distributed': ['--work-dir', os.path.join(work_dir, 'distributed')]}
     return PART_FLAGS.get(part, []) + work.get(part, [])
+
+
+def part_rows(part, out):
+    """The rows of part ``part``'s output file ``out``, each tagged with ``part``."""
+    with open(out) as handle:
+        rows = json.load(handle).get('rows', [])
+    return [dict(row, part=part) for row in rows]
+
+
+def reused_part(part, parts_dir):
+    """``(rows, problem)`` of :func:`run_part`, read from the output an earlier run of the part's script left."""
+    out = part_output(parts_dir, part)
+    if not os.path.isfile(out):
+        return None, 'failed: --reuse-outputs: %s does not exist (run bench/%s first)' % (out, PARTS[part])
+    print('== %s: rows read from %s (--reuse-outputs)' % (part, out), flush=True)
+    return part_rows(part, out), None
 
 
 def run_part(part, quick, parts_dir, work_dir):
@@ -130,9 +153,7 @@ def run_part(part, quick, parts_dir, work_dir):
         return None, 'failed: %s exited with status %d (its output is above)' % (PARTS[part], status)
     if not os.path.isfile(out) or os.path.getmtime(out) < started - 1:
         return None, 'failed: %s exited normally but did not write %s' % (PARTS[part], out)
-    with open(out) as handle:
-        rows = json.load(handle).get('rows', [])
-    return [dict(row, part=part) for row in rows], None
+    return part_rows(part, out), None
 
 
 def write_results(results_path, markdown_path, result, markdown):
@@ -189,9 +210,12 @@ def main(args):
     load_start = [round(value, 2) for value in os.getloadavg()]
     rows, failures, skipped = [], [], []
     for part in parts:
-        part_rows, problem = run_part(part, args.quick, args.parts_dir, args.work_dir)
-        if part_rows is not None:
-            rows += part_rows
+        if args.reuse_outputs:
+            found, problem = reused_part(part, args.parts_dir)
+        else:
+            found, problem = run_part(part, args.quick, args.parts_dir, args.work_dir)
+        if found is not None:
+            rows += found
         elif problem.startswith('skipped') and part in OPTIONAL_PARTS:
             skipped.append((part, problem))
         else:

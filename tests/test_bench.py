@@ -305,3 +305,13 @@ def test_a_partial_run_keeps_the_other_parts_rows_and_names_their_machine():
     lines = report.markdown_lines(merged['rows'], this['machine'], False, earlier_parts=merged['earlier_parts'])
     assert '- rows of part `data` kept from an earlier run (`run.py --only`): 2026-11-24 04:47, AMD EPYC, 2 cores ' \
            'available; ' in lines
+
+
+def test_reuse_outputs_reads_a_parts_rows_without_running_it(tmp_path, capsys):
+    from bench import run
+    (tmp_path / 'metric_results.json').write_text(json.dumps(dict(rows=[dict(name='VOC07 mAP', ours=0.5)])))
+    assert run.reused_part('metric', str(tmp_path)) == ([dict(name='VOC07 mAP', ours=0.5, part='metric')], None)
+    assert 'rows read from' in capsys.readouterr().out
+    rows, problem = run.reused_part('soak', str(tmp_path))
+    assert rows is None and 'soak_results.json does not exist (run bench/bench_soak.py first)' in problem
+    assert run.part_flags('time_to_accuracy', '/w') == ['--work-dir', '/w']   # the sets go under /w/<set>

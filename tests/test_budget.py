@@ -130,24 +130,26 @@ def test_epochs_slower_than_measured_end_the_run_earlier_with_its_schedule(data,
     val_rec = data[0].replace('train.rec', 'val.rec')
     flags = dict(lr=0.01, end_epoch=20, lr_steps=[10, 15], val_path=val_rec, val_interval=5, time_budget=0.5)
     result = tiny_run(data[0], tmp_path / 'run', **flags)
-    # measured 4 s per epoch: 7 epochs of the ~30 s (steps 3.5 -> 4, 5.25 -> 5); after epoch 1 the clock says
-    # 10 s per epoch, so 1 more fits in the ~20 s left: the end moves to 2, both steps to epoch 1 (merged)
-    assert [record['epoch'] for record in result['history']] == [1, 2]
+    # measured 4 s per epoch: 7 epochs of the ~30 s (steps 3.5 -> 4, 5.25 -> 5); before epoch 3 the clock says
+    # 10 s per epoch (epoch 2's time; epoch 1's one-time work is left out) and ~10 s are left: epoch 3 is the
+    # last, and both steps land at epoch 2 (merged)
+    assert [record['epoch'] for record in result['history']] == [1, 2, 3]
     assert result['history'][-1]['mAP'] is not None           # the new last epoch is validated (interval 5)
     lrs = result['lr_history']                                # 5 updates per epoch: 0.01, then 0.001
-    np.testing.assert_allclose(lrs, [0.01] * 5 + [0.001] * 5, rtol=1e-12)
+    np.testing.assert_allclose(lrs, [0.01] * 10 + [0.001] * 5, rtol=1e-12)
     saved = RunDir(str(tmp_path / 'run')).read_config()
-    assert saved.solver.end_epoch == 2 and list(saved.solver.lr_steps) == [1]
-    assert (tmp_path / 'run-0002.params').exists() and not (tmp_path / 'run-0003.params').exists()
+    assert saved.solver.end_epoch == 3 and list(saved.solver.lr_steps) == [2]
+    assert (tmp_path / 'run-0003.params').exists() and not (tmp_path / 'run-0004.params').exists()
 
 
 def test_epochs_as_fast_as_measured_keep_the_fit(data, tmp_path, monkeypatch):
     measure, _ = fixed_cost(10.0)
     monkeypatch.setattr(budget, 'measure_epoch', measure)
     monkeypatch.setattr(budget, 'now', EpochClock(9.0))
-    result = tiny_run(data[0], tmp_path / 'run', lr=0.01, end_epoch=20, lr_steps=[10, 15], time_budget=0.5)
-    assert [record['epoch'] for record in result['history']] == [1, 2]        # 30 s at 10 s: 2 epochs, kept
-    assert result['config'].solver.lr_steps == [1]
+    result = tiny_run(data[0], tmp_path / 'run', lr=0.01, end_epoch=20, lr_steps=[10, 15], time_budget=0.75)
+    # 45 s at 10 s: 4 epochs; before epochs 3 and 4, 9 s per epoch leaves room for them: kept
+    assert [record['epoch'] for record in result['history']] == [1, 2, 3, 4]
+    assert result['config'].solver.lr_steps == [2, 3]
 
 
 @pytest.mark.parametrize('flags, words', [
