@@ -28,7 +28,7 @@ import time
 import mxnet as mx
 
 from config.errors import UserError
-from config.schema import flag_words
+from config.schema import flag_words, resolved
 from train import schedule
 from train.callbacks import Hook
 
@@ -125,6 +125,17 @@ def epochs_within(budget_seconds, cost):
     return max(1, int(math.floor(budget_seconds / per_epoch)))
 
 
+def placed_step(step, configured_epochs, epochs):
+    """Epoch ``step`` of a ``configured_epochs``-epoch run at the same fraction of an ``epochs`` run, on a whole
+    epoch from 1 to ``epochs - 1``."""
+    return min(max(int(round(step * epochs / float(configured_epochs))), 1), max(epochs - 1, 1))
+
+
+def capped_warmup(warmup_epochs, epochs):
+    """The warm-up of an ``epochs``-epoch fitted run: at most :data:`MAX_WARMUP_SHARE` of it."""
+    return min(warmup_epochs, MAX_WARMUP_SHARE * epochs)
+
+
 def scaled_steps(lr_steps, configured_epochs, epochs):
     """``lr_steps`` (epochs of a ``configured_epochs``-epoch run) at the same fractions of an ``epochs`` run.
 
@@ -137,7 +148,7 @@ def scaled_steps(lr_steps, configured_epochs, epochs):
     """
     steps = []
     for step in lr_steps:
-        placed = min(max(int(round(step * epochs / float(configured_epochs))), 1), max(epochs - 1, 1))
+        placed = placed_step(step, configured_epochs, epochs)
         if placed not in steps:
             steps.append(placed)
     return steps
@@ -152,7 +163,7 @@ def fitted_solver(solver, begin_epoch, epochs):
         Dotted keys -> values: ``solver.end_epoch``, ``solver.lr_steps``, ``solver.warmup_epochs``.
     """
     configured = max(solver.end_epoch - begin_epoch, 1)
-    warmup = min(solver.warmup_epochs, MAX_WARMUP_SHARE * epochs)
+    warmup = capped_warmup(solver.warmup_epochs, epochs)
     steps = [begin_epoch + step for step in
              scaled_steps([step - begin_epoch for step in solver.lr_steps if step > begin_epoch], configured, epochs)]
     return {'solver.end_epoch': begin_epoch + epochs, 'solver.lr_steps': steps, 'solver.warmup_epochs': warmup}
@@ -211,9 +222,7 @@ def replaced_steps(configured_steps, configured_epochs, begin_epoch, current_ste
     passed = [step for step in current_steps if step <= done]
     steps = list(passed)
     for step in configured_steps[len(passed):]:
-        placed = begin_epoch + min(max(int(round((step - begin_epoch) * epochs / float(configured_epochs))), 1),
-                                   max(epochs - 1, 1))
-        placed = max(placed, done)
+        placed = max(begin_epoch + placed_step(step - begin_epoch, configured_epochs, epochs), done)
         if placed not in steps:
             steps.append(placed)
     return steps
@@ -230,15 +239,15 @@ class BudgetKeeper(Hook):
     ----------
     solver : config section
         The configured solver, before the fit (its ``lr_steps`` and ``end_epoch`` give the steps' fractions).
-    fitted : config section
-        The fitted solver the run started with.
+    fitted : config
+        The whole configuration the run started with, fitted.
     begin_epoch : int
     remaining_seconds : float
         Budget left when the keeper is made (the measurement spent the rest).
     iterations_per_epoch : int
     on_refit : callable, optional
-        ``on_refit({dotted key: value})`` after each move (train_net writes ``<prefix>-config.yaml`` again, so a
-        resume keeps the shorter schedule).
+        ``on_refit(config)`` with the configuration of the shorter run after each move (train_net writes
+        ``<prefix>-config.yaml`` again, so a resume keeps the shorter schedule).
     """
 
     def __init__(self, solver, fitted, begin_epoch, remaining_seconds, iterations_per_epoch, on_refit=None):
@@ -247,7 +256,7 @@ class BudgetKeeper(Hook):
         self.fitted, self.begin_epoch = fitted, begin_epoch
         self.remaining_seconds, self.iterations_per_epoch = remaining_seconds, iterations_per_epoch
         self.on_refit = on_refit
-        self.steps = list(fitted.lr_steps)
+        self.steps = list(fitted.solver.lr_steps)
         self.starts = []           # (clock, epoch) at each epoch's start
 
     def before_epoch(self, state):
@@ -265,16 +274,16 @@ class BudgetKeeper(Hook):
     def move_end(self, state, end, per_epoch):
         """End the run after epoch ``end`` with the schedule placed on it (the warm-up capped as in
         :func:`fitted_solver`)."""
-        epochs, solver = end - self.begin_epoch, self.fitted
+        epochs = end - self.begin_epoch
         self.steps = replaced_steps(self.configured_steps, self.configured_epochs, self.begin_epoch, self.steps,
                                     state.epoch, epochs)
-        warmup = min(solver.warmup_epochs, MAX_WARMUP_SHARE * epochs)
-        state.module._optimizer.lr_scheduler = schedule.make_lr_scheduler(   # Module keeps its optimizer private
-            solver.lr, self.steps, solver.lr_factor, self.iterations_per_epoch, warmup, solver.lr_scheduler,
-            solver.warmup_start_factor, solver.final_lr, end, solver.poly_power)
+        self.fitted = resolved(self.fitted, {
+            'solver.end_epoch': end, 'solver.lr_steps': list(self.steps),
+            'solver.warmup_epochs': capped_warmup(self.fitted.solver.warmup_epochs, epochs)})
+        state.module._optimizer.lr_scheduler = schedule.solver_scheduler(  # Module keeps its optimizer private
+            self.fitted.solver, self.iterations_per_epoch)
         LOG.info('time budget: epochs take %.1f s here, longer than measured: the run ends after epoch %d instead '
                  'of %d, LR steps %s', per_epoch, end, state.end_epoch, self.steps)
         state.end_epoch = end
         if self.on_refit is not None:
-            self.on_refit({'solver.end_epoch': end, 'solver.lr_steps': list(self.steps),
-                           'solver.warmup_epochs': warmup})
+            self.on_refit(self.fitted)

@@ -544,10 +544,11 @@ def start_module(config, run_dir, symbol, train_iter, contexts):
     return module, fixed
 
 
-def fit_time_budget(config, run_dir, module, train_iter, val_iter, iters):
+def fit_time_budget(config, run_dir, module, train_iter, val_iter, iters, detector_symbol):
     """``config`` with its schedule fitted to ``--time-budget`` (train/budget.py), and the
     :class:`train.budget.BudgetKeeper` that holds the run to it (None without a budget, or on a resume, which keeps
-    the fit its ``<prefix>-config.yaml`` holds; any other run times one epoch here first).
+    the fit its ``<prefix>-config.yaml`` holds; any other run times one epoch here first, validation's passes
+    with ``detector_symbol``).
     """
     solver = config.solver
     if solver.time_budget <= 0:
@@ -561,17 +562,17 @@ def fit_time_budget(config, run_dir, module, train_iter, val_iter, iters):
             return resolved(config, fit), None
     tic = time.time()
     num_val_batches = 0 if val_iter is None else int(math.ceil(val_iter.num_records / float(config.data.batch_size)))
-    detector = callbacks.bound_detector(module, detector_graph(config)) if num_val_batches else None
+    detector = callbacks.bound_detector(module, detector_symbol) if num_val_batches else None
     cost = budget.measure_epoch(module, train_iter, iters, num_val_batches, config.eval.val_interval, detector)
     measured = time.time() - tic
-    epochs = budget.epochs_within(solver.time_budget * 60.0 - measured, cost)
+    left = solver.time_budget * 60.0 - measured
+    epochs = budget.epochs_within(left, cost)
     fit = budget.fitted_solver(solver, begin_epoch_of(config), epochs)
     LOG.info(budget.describe_fit(solver.time_budget, cost, epochs, fit, measured))
     fitted = resolved(config, fit)
     schedule.check_schedule(fitted.solver)
     check_prefix_is_free(fitted, run_dir)
-    keeper = budget.BudgetKeeper(solver, fitted.solver, begin_epoch_of(config), solver.time_budget * 60.0 - measured,
-                                 iters, on_refit=lambda moved: run_dir.write_config(resolved(fitted, moved)))
+    keeper = budget.BudgetKeeper(solver, fitted, begin_epoch_of(config), left, iters, on_refit=run_dir.write_config)
     return fitted, keeper
 
 
@@ -680,7 +681,8 @@ def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callback
     symbol = symbol_factory.get_symbol_train(model.network, model.data_shape, data.num_class, **graph_settings(model))
     module, frozen = start_module(config, run_dir, precision_graph(config.solver, symbol), train_iter, contexts)
     started = time.time()
-    config, keeper = fit_time_budget(config, run_dir, module, train_iter, val_iter, iters)
+    detector_symbol = detector_graph(config)
+    config, keeper = fit_time_budget(config, run_dir, module, train_iter, val_iter, iters, detector_symbol)
     init_optimizer(module, config, run_dir, iters, len(contexts), group)
     if group.writes:
         run_dir.write_class_names(data.class_names)
@@ -694,7 +696,7 @@ def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callback
     last = run_dir.params_path(begin_epoch, skip) if kind in ('resume', 'finetune') else None
     state = callbacks.TrainState(module, MultiBoxMetric(symbol.list_outputs()), iters, data.batch_size, last,
                                  started=started if config.solver.time_budget > 0 else None,
-                                 detector_symbol=detector_graph(config))
+                                 detector_symbol=detector_symbol)
     hooks = ([keeper] if keeper else []) + build_hooks(config, symbol, run_dir, val_iter, eval_end_callbacks,
                                                        group) + user_hooks
     trainer = Trainer(state, hooks, extra_state=dict(frozen_params=frozen, iterations_per_epoch=iters,
