@@ -144,6 +144,9 @@ def add_optimization_args(parser):
                             'on GPUs; master weights, losses and MultiBox operators stay float32')
     group.add_argument('--loss-scale', type=float, default=DEFAULTS.solver.loss_scale,
                        help='static loss scale (default: %g with --amp fp16, else 1)' % FP16_LOSS_SCALE)
+    group.add_argument('--clip-gradient', type=float, default=DEFAULTS.solver.clip_gradient, metavar='C',
+                       help='clip every gradient element to [-C, C] before the update (the loss is averaged per '
+                            'image, so C is in those units); 0: off')
     group.add_argument('--ema', type=float, default=DEFAULTS.solver.ema, metavar='DECAY',
                        help='also keep an exponential moving average of the weights and BatchNorm statistics, '
                             'updated after every batch (ema = DECAY*ema + (1-DECAY)*w, no ramp, starting from the '

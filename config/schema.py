@@ -87,6 +87,7 @@ class SolverConfig:
     kv_store: str = key('local', "MXNet kvstore: 'local'/'device' (devices), 'dist_sync' etc. (tools/launch.py)")
     amp: str = key('none', "mixed precision: 'none', 'bf16' (CPUs with AVX-512), 'fp16' (GPUs)")
     loss_scale: Optional[float] = key(None, 'static loss scale; None: 128 under fp16, else 1')
+    clip_gradient: float = key(0.0, 'clip every rescaled gradient element to [-c, c] (MXNet clip_gradient); 0: off')
     ema: float = key(0.0, 'decay of a moving average of the weights, saved as <prefix>-ema (e.g. 0.999); 0: off')
     time_budget: float = key(0.0, 'minutes of training; end_epoch and schedule fitted to them (budget.py); 0: off')
 
@@ -153,7 +154,7 @@ FLAG_KEYS = {
     'backbone_lr_mult': 'solver.backbone_lr_mult', 'norm_decay': 'solver.norm_decay',
     'begin_epoch': 'solver.begin_epoch', 'end_epoch': 'solver.end_epoch', 'freeze': 'solver.freeze',
     'kv_store': 'solver.kv_store', 'amp': 'solver.amp', 'loss_scale': 'solver.loss_scale',
-    'ema': 'solver.ema', 'time_budget': 'solver.time_budget',
+    'clip_gradient': 'solver.clip_gradient', 'ema': 'solver.ema', 'time_budget': 'solver.time_budget',
     'prefix': 'run.prefix', 'gpus': 'run.gpus', 'cpus': 'run.cpus', 'resume': 'run.resume', 'finetune': 'run.finetune',
     'pretrained': 'run.pretrained', 'epoch': 'run.pretrained_epoch', 'overwrite': 'run.overwrite',
     'trust_pickled_states': 'run.trust_pickled_states',
@@ -344,6 +345,7 @@ def check_config(config):
              ('model.head_init_std', model.head_init_std is None or model.head_init_std >= 0),
              ('model.anchor_overlap', model.anchor_overlap is None or 0 < model.anchor_overlap <= 1),
              ('solver.loss_scale', solver.loss_scale is None or solver.loss_scale > 0),
+             ('solver.clip_gradient', solver.clip_gradient >= 0),
              ('data.mean_pixels', len(data.mean_pixels) == 3), ('data.std_pixels', len(data.std_pixels) == 3),
              ('data.std_pixels', all(value > 0 for value in data.std_pixels)),
              ('data.balance_threshold', 0 < data.balance_threshold <= 1),

@@ -59,7 +59,8 @@ def test_a_budget_trains_the_epochs_that_fit_and_decays_to_its_end(data, tmp_pat
     measure, calls = fixed_cost(10.0)
     monkeypatch.setattr(budget, 'measure_epoch', measure)
     result = tiny_run(data[0], tmp_path / 'run', lr=0.01, end_epoch=20, lr_scheduler='cosine', warmup_epochs=1,
-                      time_budget=0.5)     # 30 s at 10 s per epoch: 2 epochs (the measurement took a little)
+                      time_budget=0.5, log=str(tmp_path / 'run.log'))
+    # 30 s at 10 s per epoch: 2 epochs (the measurement took a little)
     assert calls == [(5, 0, 1)]            # 5 batches per epoch, no validation set
     assert result['config'].solver.end_epoch == 2 and [r['epoch'] for r in result['history']] == [1, 2]
     assert result['config'].solver.warmup_epochs == 0.5
@@ -69,6 +70,9 @@ def test_a_budget_trains_the_epochs_that_fit_and_decays_to_its_end(data, tmp_pat
                                rtol=1e-12)
     saved = RunDir(str(tmp_path / 'run')).read_config()
     assert saved.solver.end_epoch == 2 and saved.solver.time_budget == 0.5
+    fit_lines = [line for line in (tmp_path / 'run.log').read_text().splitlines() if 'time budget 0.5 min' in line]
+    assert len(fit_lines) == 1 and '-> 2 epochs: end epoch 2, cosine decay to the end, warm-up 0.5 epochs' in \
+        fit_lines[0] and 'LR steps' not in fit_lines[0]     # cosine ignores lr_steps: the log does not name them
 
 
 def test_a_resumed_budget_run_keeps_its_fit_without_measuring(data, tmp_path, monkeypatch):

@@ -227,3 +227,35 @@ def test_every_update_of_every_group_follows_the_schedule_and_a_resume_continues
     resumed = tiny_run(data[0], tmp_path / 'run', hooks=[resumed_rates], resume=2, overwrite=True, **settings)
     assert resumed['lr_history'] == straight['lr_history'][10:]
     assert resumed_rates.rows == straight_rates.rows[10:]
+
+
+# ------------------------------------------------------------------------------------------ gradient clipping
+def test_clip_gradient_bounds_every_element_of_the_step():
+    """SGD at lr 0.5 without momentum or decay: an element whose rescaled gradient is beyond +-0.01 moves by
+    exactly 0.5 * 0.01, the others by 0.5 * gradient; without clipping every element moves by 0.5 * gradient."""
+    gradient = np.array([[-3.0, -0.004, 0.0, 0.006, 40.0]], dtype=np.float32)
+    steps = {}
+    for clip in (0.0, 0.01):
+        params = schedule.optimizer_params('sgd', 0.5, 0.0, 0.0, None, 2, 0, clip_gradient=clip)
+        updater = mx.optimizer.get_updater(mx.optimizer.create('sgd', **params))
+        weight = mx.nd.ones(gradient.shape)
+        updater(0, mx.nd.array(gradient), weight)
+        steps[clip] = 1.0 - weight.asnumpy()
+    np.testing.assert_allclose(steps[0.0], 0.5 * gradient / 2, rtol=1e-6)   # rescale_grad 1/2 for 2 devices
+    np.testing.assert_allclose(steps[0.01], [[-0.005, -0.001, 0.0, 0.0015, 0.005]], rtol=1e-5)
+    assert 'clip_gradient' not in schedule.optimizer_params('sgd', 0.5, 0.0, 0.0, None, 1, 0)
+
+
+def test_clip_gradient_reaches_the_training_optimizer(data, tmp_path, monkeypatch):
+    """--clip-gradient is handed to the optimizer the module creates; a negative value is a one-line error."""
+    seen = {}
+
+    def record(module, group, optimizer, optimizer_params):
+        seen.update(optimizer_params)
+        raise KeyboardInterrupt   # stop before training: only the settings are under test
+    monkeypatch.setattr(train_net.distributed, 'init_optimizer', record)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_run(data[0], tmp_path / 'clip', lr=0.01, clip_gradient=2.5)
+    assert seen['clip_gradient'] == 2.5 and seen['learning_rate'] == 0.01
+    with pytest.raises(UserError, match=r'--clip-gradient \(solver.clip_gradient\) -1'):
+        tiny_run(data[0], tmp_path / 'bad', clip_gradient=-1.0)

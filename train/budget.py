@@ -179,12 +179,18 @@ def saved_fit(saved_config, solver):
             'solver.warmup_epochs': saved.warmup_epochs}
 
 
-def describe_fit(minutes, cost, epochs, fit, measured_seconds):
-    """The log line of a fitted budget."""
+def decay_words(kind, steps):
+    """How the fitted LR decays, for the log: ``'LR steps [6, 8]'`` or ``'cosine decay to the end'``."""
+    return 'LR steps %s' % list(steps) if kind == 'step' else '%s decay to the end' % kind
+
+
+def describe_fit(minutes, cost, epochs, fit, measured_seconds, kind='step'):
+    """The log line of a fitted budget (``kind``: the LR scheduler, solver.lr_scheduler)."""
     return ('time budget %g min: one epoch takes %.1f s training + %.1f s validation + %.1f s writes here '
-            '(measured in %.1f s) -> %d epochs: end epoch %d, LR steps %s, warm-up %g epochs'
+            '(measured in %.1f s) -> %d epochs: end epoch %d, %s, warm-up %g epochs'
             % (minutes, cost.train_seconds, cost.validation_seconds, cost.overhead_seconds, measured_seconds,
-               epochs, fit['solver.end_epoch'], fit['solver.lr_steps'], fit['solver.warmup_epochs']))
+               epochs, fit['solver.end_epoch'], decay_words(kind, fit['solver.lr_steps']),
+               fit['solver.warmup_epochs']))
 
 
 now = time.time       # the clock BudgetKeeper reads (a test gives it a clock of its own)
@@ -283,7 +289,7 @@ class BudgetKeeper(Hook):
         state.module._optimizer.lr_scheduler = schedule.solver_scheduler(  # Module keeps its optimizer private
             self.fitted.solver, self.iterations_per_epoch)
         LOG.info('time budget: epochs take %.1f s here, longer than measured: the run ends after epoch %d instead '
-                 'of %d, LR steps %s', per_epoch, end, state.end_epoch, self.steps)
+                 'of %d, %s', per_epoch, end, state.end_epoch, decay_words(self.fitted.solver.lr_scheduler, self.steps))
         state.end_epoch = end
         if self.on_refit is not None:
             self.on_refit(self.fitted)

@@ -152,12 +152,14 @@ def describe(solver, iterations_per_epoch, begin_update):
         solver.lr, decay, warmup, solver.warmup_start_factor, begin_update)
 
 
-def optimizer_params(optimizer, lr, momentum, wd, lr_scheduler, num_devices, begin_num_update, loss_scale=1.0):
+def optimizer_params(optimizer, lr, momentum, wd, lr_scheduler, num_devices, begin_num_update, loss_scale=1.0,
+                     clip_gradient=0.0):
     """Keyword arguments of ``mx.optimizer.create(optimizer, ...)``.
 
     The losses are already averaged over each device's images (``normalization='valid'``), so gradients
     summed over devices are divided by the device count only, and by the loss scale of mixed precision
-    (train/amp.py), which multiplied them inside the graph.
+    (train/amp.py), which multiplied them inside the graph. ``clip_gradient`` > 0 clips every element of the
+    rescaled gradient to [-clip_gradient, clip_gradient] before the update (0: no clipping).
 
     Returns
     -------
@@ -165,6 +167,8 @@ def optimizer_params(optimizer, lr, momentum, wd, lr_scheduler, num_devices, beg
     """
     params = dict(learning_rate=lr, wd=wd, lr_scheduler=lr_scheduler,
                   rescale_grad=1.0 / (max(num_devices, 1) * loss_scale), begin_num_update=begin_num_update)
+    if clip_gradient > 0:
+        params['clip_gradient'] = clip_gradient
     if optimizer == 'sgd':
         params['momentum'] = momentum
     else:

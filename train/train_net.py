@@ -349,7 +349,8 @@ def init_optimizer(module, config, run_dir, iters, num_devices, group=distribute
     begin_update = begin_epoch_of(config) * iters + config.run.resume_batch
     scheduler = schedule.solver_scheduler(solver, iters)
     settings = schedule.optimizer_params(solver.optimizer, solver.lr, solver.momentum, solver.wd, scheduler,
-                                         num_devices * group.gradient_sum_workers, begin_update, solver.loss_scale)
+                                         num_devices * group.gradient_sum_workers, begin_update, solver.loss_scale,
+                                         solver.clip_gradient)
     names = param_groups.trained_names(module)
     with param_groups.optimizer_graph(module, *param_groups.solver_multipliers(solver, names)):
         distributed.init_optimizer(module, group, solver.optimizer, settings)
@@ -556,9 +557,9 @@ def fit_time_budget(config, run_dir, module, train_iter, val_iter, iters, detect
     if starting_point(config.run)[0] == 'resume':
         fit = budget.saved_fit(run_dir.read_config(), solver)
         if fit is not None:
-            LOG.info('time budget %g min: the resumed run keeps its fitted schedule (end epoch %d, LR steps %s, '
-                     'warm-up %g epochs)', solver.time_budget, fit['solver.end_epoch'], fit['solver.lr_steps'],
-                     fit['solver.warmup_epochs'])
+            LOG.info('time budget %g min: the resumed run keeps its fitted schedule (end epoch %d, %s, '
+                     'warm-up %g epochs)', solver.time_budget, fit['solver.end_epoch'],
+                     budget.decay_words(solver.lr_scheduler, fit['solver.lr_steps']), fit['solver.warmup_epochs'])
             return resolved(config, fit), None
     tic = time.time()
     num_val_batches = 0 if val_iter is None else int(math.ceil(val_iter.num_records / float(config.data.batch_size)))
@@ -568,7 +569,7 @@ def fit_time_budget(config, run_dir, module, train_iter, val_iter, iters, detect
     left = solver.time_budget * 60.0 - measured
     epochs = budget.epochs_within(left, cost)
     fit = budget.fitted_solver(solver, begin_epoch_of(config), epochs)
-    LOG.info(budget.describe_fit(solver.time_budget, cost, epochs, fit, measured))
+    LOG.info(budget.describe_fit(solver.time_budget, cost, epochs, fit, measured, solver.lr_scheduler))
     fitted = resolved(config, fit)
     schedule.check_schedule(fitted.solver)
     check_prefix_is_free(fitted, run_dir)
