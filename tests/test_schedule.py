@@ -250,11 +250,14 @@ def test_clip_gradient_reaches_the_training_optimizer(data, tmp_path, monkeypatc
     """--clip-gradient is handed to the optimizer the module creates; a negative value is a one-line error."""
     seen = {}
 
+    class SettingsSeen(Exception):
+        """Stops the run before training: only the optimizer's settings are under test."""
+
     def record(module, group, optimizer, optimizer_params):
         seen.update(optimizer_params)
-        raise KeyboardInterrupt   # stop before training: only the settings are under test
+        raise SettingsSeen
     monkeypatch.setattr(train_net.distributed, 'init_optimizer', record)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SettingsSeen):
         tiny_run(data[0], tmp_path / 'clip', lr=0.01, clip_gradient=2.5)
     assert seen['clip_gradient'] == 2.5 and seen['learning_rate'] == 0.01
     with pytest.raises(UserError, match=r'--clip-gradient \(solver.clip_gradient\) -1'):
