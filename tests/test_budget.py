@@ -55,6 +55,17 @@ def fixed_cost(seconds_per_epoch):
     return measure, calls
 
 
+class EpochClock:
+    """A clock that says ``seconds`` passed between two reads (BudgetKeeper reads it once before each epoch)."""
+
+    def __init__(self, seconds):
+        self.seconds, self.reads = seconds, 0
+
+    def __call__(self):
+        self.reads += 1
+        return self.reads * self.seconds
+
+
 def test_a_budget_trains_the_epochs_that_fit_and_decays_to_its_end(data, tmp_path, monkeypatch):
     measure, calls = fixed_cost(10.0)
     monkeypatch.setattr(budget, 'measure_epoch', measure)
@@ -78,6 +89,7 @@ def test_a_budget_trains_the_epochs_that_fit_and_decays_to_its_end(data, tmp_pat
 def test_a_resumed_budget_run_keeps_its_fit_without_measuring(data, tmp_path, monkeypatch):
     measure, _ = fixed_cost(10.0)
     monkeypatch.setattr(budget, 'measure_epoch', measure)
+    monkeypatch.setattr(budget, 'now', EpochClock(10.0))                     # epochs take what was measured
     flags = dict(lr=0.01, end_epoch=20, lr_steps=[10, 15], time_budget=0.7)   # 42 s: 4 epochs, steps 2 and 3
     straight = tiny_run(data[0], tmp_path / 'run', **flags)
     assert straight['config'].solver.lr_steps == [2, 3] and straight['config'].solver.end_epoch == 4
@@ -116,17 +128,6 @@ def test_steps_not_yet_passed_move_with_the_end_and_passed_ones_stay():
     assert budget.replaced_steps([], 20, 0, [], 3, 5) == []
 
 
-class EpochClock:
-    """A clock that says ``seconds`` passed between two reads (BudgetKeeper reads it once before each epoch)."""
-
-    def __init__(self, seconds):
-        self.seconds, self.reads = seconds, 0
-
-    def __call__(self):
-        self.reads += 1
-        return self.reads * self.seconds
-
-
 def test_epochs_slower_than_measured_end_the_run_earlier_with_its_schedule(data, tmp_path, monkeypatch):
     measure, _ = fixed_cost(4.0)
     monkeypatch.setattr(budget, 'measure_epoch', measure)
@@ -154,6 +155,32 @@ def test_epochs_as_fast_as_measured_keep_the_fit(data, tmp_path, monkeypatch):
     # 45 s at 10 s: 4 epochs; before epochs 3 and 4, 9 s per epoch leaves room for them: kept
     assert [record['epoch'] for record in result['history']] == [1, 2, 3, 4]
     assert result['config'].solver.lr_steps == [2, 3]
+
+
+def test_epochs_faster_than_measured_grow_the_run_up_to_twice_its_fit(data, tmp_path, monkeypatch):
+    measure, _ = fixed_cost(10.0)
+    monkeypatch.setattr(budget, 'measure_epoch', measure)
+    monkeypatch.setattr(budget, 'now', EpochClock(4.0))
+    result = tiny_run(data[0], tmp_path / 'run', lr=0.01, end_epoch=20, lr_steps=[10, 15], time_budget=1.0,
+                      log=str(tmp_path / 'run.log'))
+    # 60 s less the measurement at a measured 10 s: 5 epochs, steps 2 and 4 (2.5 -> 2, 3.75 -> 4). Before epoch 3
+    # the clock says 4 s per epoch with 52 s left: 11 more fit even at 1.15 x 4 s, so the end moves to the limit,
+    # 2 x 5 = 10; step 2 is passed and stays, 15 of 20 lands at 7.5 -> 8 of 10; later checks find 10 still fitting
+    assert [record['epoch'] for record in result['history']] == list(range(1, 11))
+    lrs = result['lr_history']                                # 5 updates per epoch
+    np.testing.assert_allclose(lrs, [0.01] * 10 + [0.001] * 30 + [0.0001] * 10, rtol=1e-12)
+    saved = RunDir(str(tmp_path / 'run')).read_config()
+    assert saved.solver.end_epoch == 10 and list(saved.solver.lr_steps) == [2, 8]
+    moves = [line for line in (tmp_path / 'run.log').read_text().splitlines() if 'less than measured' in line]
+    assert len(moves) == 1 and 'the run ends after epoch 10 instead of 5' in moves[0]
+
+
+def test_a_budget_run_may_not_grow_into_an_earlier_runs_checkpoints(data, tmp_path, monkeypatch):
+    measure, _ = fixed_cost(10.0)
+    monkeypatch.setattr(budget, 'measure_epoch', measure)
+    (tmp_path / 'run-0008.params').write_bytes(b'')  # past --end-epoch 3 and the 5 fitted epochs, within 10
+    with pytest.raises(UserError, match='already holds epochs 8 of an earlier run'):
+        tiny_run(data[0], tmp_path / 'run', lr=0.01, end_epoch=3, time_budget=1.0)
 
 
 @pytest.mark.parametrize('flags, words', [

@@ -13,9 +13,11 @@ a training-mode forward moves them. The clock of the budget starts with the meas
 ``seconds`` (train/callbacks.py) start there too, so a run's last record says how much of the budget it used.
 
 Epochs can take longer than measured (validation passes that find more boxes as the network learns, a machine
-shared with other work): :class:`BudgetKeeper` checks the clock before every epoch and, when the epochs left no
-longer fit, ends the run earlier, placing the LR steps not yet passed (or the cosine / poly end) on the shorter
-run. It never adds epochs, so a budget is an upper bound.
+shared with other work) or, after a slow start, less: :class:`BudgetKeeper` checks the clock before every epoch and
+moves the run's end to the epochs that fit, placing the LR steps not yet passed (or the cosine / poly end) on
+the new length. It ends the run earlier as soon as the epochs left no longer fit; it adds epochs only when they
+fit with :data:`EXTEND_MARGIN` to spare, and at most up to :data:`MAX_EXTENSION` times the fitted length, so
+the budget stays an upper bound that a noisy first epoch does not leave half used.
 
 A resumed run does not measure again: it keeps the fitted schedule its ``<prefix>-config.yaml`` holds, so every
 update after the resume sees the learning rate the uninterrupted run would have.
@@ -23,6 +25,7 @@ update after the resume sees the learning rate the uninterrupted run would have.
 import collections
 import logging
 import math
+import statistics
 import time
 
 import mxnet as mx
@@ -41,6 +44,8 @@ EPOCH_OVERHEAD_SECONDS = 3.0    # per epoch: the iterator's restart and slower f
                                 # checkpoint, state, curves and pictures (demo, 2 cores: epochs took 2-5 s more
                                 # than 125 timed passes)
 MAX_WARMUP_SHARE = 0.25         # a warm-up longer than this share of the fitted run is shortened to it
+EXTEND_MARGIN = 1.15            # epochs are added only if they fit at 1.15x the typical epoch's time
+MAX_EXTENSION = 2.0             # a run grows to at most twice its fitted length (its checkpoints are checked free)
 
 EpochCost = collections.namedtuple('EpochCost', 'train_seconds validation_seconds overhead_seconds')
 EpochCost.__doc__ = """Predicted wall time of one epoch: its training batches, its validation pass (0 when the
@@ -234,12 +239,19 @@ def replaced_steps(configured_steps, configured_epochs, begin_epoch, current_ste
     return steps
 
 
+def extension_limit(begin_epoch, fitted_end):
+    """The last epoch a run fitted to end after ``fitted_end`` may grow to (``MAX_EXTENSION`` times as long)."""
+    return begin_epoch + int(math.floor(MAX_EXTENSION * (fitted_end - begin_epoch)))
+
+
 class BudgetKeeper(Hook):
     """Keeps a fitted run inside its budget: before every epoch from the third on, the epochs left are predicted
-    from the epochs trained since the first (their mean wall time, validation and writes included; the first
-    also pays one-time work, e.g. the batch pictures and the validation graph's first pass, and on the demo set
-    took 48 s where the next took 36); when fewer fit than planned, the run's end (``state.end_epoch``) moves
-    back and the optimizer gets the schedule of the shorter run.
+    from the epochs trained since the first (their median wall time, validation and writes included: one slow
+    epoch on a shared machine does not decide; the first is left out, it also pays one-time work, e.g. the batch
+    pictures and the validation graph's first pass, and on the demo set took 48 s where the next took 36). When
+    fewer fit than planned, the run's end (``state.end_epoch``) moves back; when more fit with
+    :data:`EXTEND_MARGIN` to spare, it moves forward, up to ``max_end``. Either way the optimizer gets the
+    schedule of the new length.
 
     Parameters
     ----------
@@ -252,8 +264,14 @@ class BudgetKeeper(Hook):
         Budget left when the keeper is made (the measurement spent the rest).
     iterations_per_epoch : int
     on_refit : callable, optional
-        ``on_refit(config)`` with the configuration of the shorter run after each move (train_net writes
-        ``<prefix>-config.yaml`` again, so a resume keeps the shorter schedule).
+        ``on_refit(config)`` with the configuration of the new length after each move (train_net writes
+        ``<prefix>-config.yaml`` again, so a resume keeps the moved schedule).
+
+    Attributes
+    ----------
+    max_end : int
+        The last epoch the run may grow to (:func:`extension_limit`): the trainer's ``fit`` runs up to it and
+        ends at ``state.end_epoch``.
     """
 
     def __init__(self, solver, fitted, begin_epoch, remaining_seconds, iterations_per_epoch, on_refit=None):
@@ -263,19 +281,27 @@ class BudgetKeeper(Hook):
         self.remaining_seconds, self.iterations_per_epoch = remaining_seconds, iterations_per_epoch
         self.on_refit = on_refit
         self.steps = list(fitted.solver.lr_steps)
+        self.max_end = extension_limit(begin_epoch, fitted.solver.end_epoch)
         self.starts = []           # (clock, epoch) at each epoch's start
+
+    def typical_epoch_seconds(self):
+        """Median wall time of the epochs trained since the first (at least one), from their start times."""
+        clocks = [clock for clock, _ in self.starts[1:]]
+        return statistics.median(later - earlier for earlier, later in zip(clocks, clocks[1:]))
 
     def before_epoch(self, state):
         clock = now()
         self.starts.append((clock, state.epoch))
         if len(self.starts) < 3:
             return
-        (second, second_epoch), (first, _) = self.starts[1], self.starts[0]
-        per_epoch = (clock - second) / (state.epoch - second_epoch)
-        left = int(math.floor((self.remaining_seconds - (clock - first)) / per_epoch))
-        end = max(state.epoch + left, state.epoch + 1)
+        per_epoch = self.typical_epoch_seconds()
+        seconds_left = self.remaining_seconds - (clock - self.starts[0][0])
+        end = max(state.epoch + int(math.floor(seconds_left / per_epoch)), state.epoch + 1)
+        longer = min(state.epoch + int(math.floor(seconds_left / (per_epoch * EXTEND_MARGIN))), self.max_end)
         if end < state.end_epoch:
             self.move_end(state, end, per_epoch)
+        elif longer > state.end_epoch:
+            self.move_end(state, longer, per_epoch)
 
     def move_end(self, state, end, per_epoch):
         """End the run after epoch ``end`` with the schedule placed on it (the warm-up capped as in
@@ -288,8 +314,9 @@ class BudgetKeeper(Hook):
             'solver.warmup_epochs': capped_warmup(self.fitted.solver.warmup_epochs, epochs)})
         state.module._optimizer.lr_scheduler = schedule.solver_scheduler(  # Module keeps its optimizer private
             self.fitted.solver, self.iterations_per_epoch)
-        LOG.info('time budget: epochs take %.1f s here, longer than measured: the run ends after epoch %d instead '
-                 'of %d, %s', per_epoch, end, state.end_epoch, decay_words(self.fitted.solver.lr_scheduler, self.steps))
+        LOG.info('time budget: epochs take %.1f s here, %s than measured: the run ends after epoch %d instead '
+                 'of %d, %s', per_epoch, 'longer' if end < state.end_epoch else 'less', end, state.end_epoch,
+                 decay_words(self.fitted.solver.lr_scheduler, self.steps))
         state.end_epoch = end
         if self.on_refit is not None:
             self.on_refit(self.fitted)

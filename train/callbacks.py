@@ -86,8 +86,9 @@ class TrainState:
     detector_symbol : mx.sym.Symbol or None
         The deploy graph (input ``data``, output ``detection``) that :meth:`detector` binds for validation.
     end_epoch : int or None
-        The epoch (1-based) the run ends after; set by the trainer, and a hook may lower it while training runs
-        (a time budget whose epochs take longer than measured, train/budget.py): the run then ends there.
+        The epoch (1-based) the run ends after; set by the trainer, and a hook may move it while training runs,
+        up to the end the trainer's ``fit`` was given (a time budget whose epochs take longer or less time than
+        measured, train/budget.py): the run then ends there.
     """
 
     def __init__(self, module, metric, num_batches, batch_size, last_checkpoint=None, started=None,

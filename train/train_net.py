@@ -572,8 +572,8 @@ def fit_time_budget(config, run_dir, module, train_iter, val_iter, iters, detect
     LOG.info(budget.describe_fit(solver.time_budget, cost, epochs, fit, measured, solver.lr_scheduler))
     fitted = resolved(config, fit)
     schedule.check_schedule(fitted.solver)
-    check_prefix_is_free(fitted, run_dir)
     keeper = budget.BudgetKeeper(solver, fitted, begin_epoch_of(config), left, iters, on_refit=run_dir.write_config)
+    check_prefix_is_free(resolved(fitted, {'solver.end_epoch': keeper.max_end}), run_dir)  # the run may grow
     return fitted, keeper
 
 
@@ -711,7 +711,8 @@ def run(config, contexts, run_dir, user_hooks, user_callbacks, eval_end_callback
                if config.run.monitor > 0 else None)
     if kind == 'resume':
         replay_shuffles(train_iter, begin_epoch)
-    trainer.fit(train_iter, begin_epoch, end_epoch, monitor=monitor, skip_batches=skip,
+    trainer.fit(train_iter, begin_epoch, keeper.max_end if keeper else end_epoch, planned_end=end_epoch,
+                monitor=monitor, skip_batches=skip,
                 on_interrupt=ema.saving_average_first(hooks, checkpointer.save_interrupted) if group.writes else None,
                 **user_callbacks)
     best = next((hook.best for hook in hooks if isinstance(hook, callbacks.KeepBest)), None)

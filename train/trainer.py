@@ -23,8 +23,9 @@ notices are filtered, and so are its 0-based ``Epoch[0] Train-...`` lines (Batch
 as every other line). Where fit cannot do what later issues ask: it has no mid-epoch stop other than an
 exception raised from a callback (SIGINT/SIGTERM: :meth:`Trainer.stop_after_batch` saves a mid-epoch
 checkpoint, then raises one), and it always runs whole epochs of the iterator it is given (the partial last
-batch is dropped, and a resumed mid-epoch run's first batches skipped, by :class:`EpochBatches`). A hook that
-lowers ``state.end_epoch`` (a time budget running late) ends fit after that epoch's callbacks (:class:`RunEnded`).
+batch is dropped, and a resumed mid-epoch run's first batches skipped, by :class:`EpochBatches`). ``fit`` may be
+given a later end than the planned one (``planned_end``, a time budget that may grow); a hook that moves
+``state.end_epoch`` below fit's end ends fit after that epoch's callbacks (:class:`RunEnded`).
 """
 import logging
 import os
@@ -203,13 +204,16 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------- fit
     def fit(self, train_iter, begin_epoch, end_epoch, batch_end_callbacks=(), epoch_end_callbacks=(),
-            monitor=None, skip_batches=0, on_interrupt=None):
+            monitor=None, skip_batches=0, on_interrupt=None, planned_end=None):
         """Train epochs ``begin_epoch`` .. ``end_epoch - 1`` with ``Module.fit``.
 
         Parameters
         ----------
         train_iter : mx.io.DataIter
         begin_epoch, end_epoch : int
+        planned_end : int, optional
+            The epoch the run is planned to end after when hooks may move its end within ``end_epoch`` (a time
+            budget, train/budget.py): ``state.end_epoch`` starts there. Default: ``end_epoch``.
         batch_end_callbacks, epoch_end_callbacks : sequence of callable
             The user's MXNet callbacks, called after ours.
         monitor : mx.mon.Monitor, optional
@@ -221,7 +225,8 @@ class Trainer:
         """
         module, state = self.state.module, self.state
         state.epoch = self.next_epoch = begin_epoch
-        state.end_epoch = self.fit_end = end_epoch
+        self.fit_end = end_epoch
+        state.end_epoch = planned = end_epoch if planned_end is None else min(planned_end, end_epoch)
         self.batch_offset, self.on_interrupt = skip_batches, on_interrupt
         batches = EpochBatches(train_iter, state.num_batches, self.epoch_start, skip_first=skip_batches,
                                on_batch=self.batch_fetched)
@@ -237,7 +242,8 @@ class Trainer:
                            epoch_end_callback=[self.epoch_end] + list(epoch_end_callbacks) + [self.end_if_moved],
                            monitor=monitor)
         except RunEnded:
-            LOG.info('the run ends after epoch %d of the %d planned', state.end_epoch, end_epoch)
+            if state.end_epoch != planned:
+                LOG.info('the run ends after epoch %d instead of the %d first planned', state.end_epoch, planned)
         except BaseException as err:
             state.error = err
             raise
