@@ -292,6 +292,12 @@ def test_outline_distractors_are_hollow_and_partial_ones_are_cut():
     (['--max-objects', '0'], '--max-objects'),
     (['--num-thread', '0'], '--num-thread'),
     (['--year', '20-07'], '--year'),
+    (['--object-size', '0.3,0.2'], '--object-size'),
+    (['--object-size', '0.1'], '--object-size'),
+    (['--distractors', '1.5,3'], '--distractors'),
+    (['--distractors=-1,3'], '--distractors'),
+    (['--shorter-side', '16,100'], '--shorter-side'),
+    (['--max-aspect', '0.5'], '--max-aspect'),
 ])
 def test_bad_flags_raise_user_errors_naming_them(tmp_path, flags, named):
     with pytest.raises(UserError, match=named):
@@ -309,6 +315,27 @@ def test_max_objects_flag_reaches_the_files(tmp_path):
     year_dir = generate(tmp_path, '--max-objects', '1')
     counts = [len(read_annotation(year_dir, '%06d' % i)[2]) for i in range(1, 10)]
     assert counts == [1] * 9
+
+
+def test_size_and_clutter_flags_reach_the_generator_and_the_files(tmp_path, monkeypatch):
+    seen = []
+    real_write = sc.write_samples
+
+    def recording_write(settings, *args, **kwargs):
+        seen.append(settings.params)
+        return real_write(settings, *args, **kwargs)
+    monkeypatch.setattr(sc, 'write_samples', recording_write)
+    year_dir = generate(tmp_path, '--shorter-side', '120,120', '--max-aspect', '1', '--object-size', '0.3,0.4',
+                        '--distractors', '0,1')
+    assert seen[0].shorter_side == (120, 120) and seen[0].distractors == (0, 1)
+    assert seen[0].object_size == (0.3, 0.4) and seen[0].max_aspect == 1.0
+    for i in range(1, 10):
+        width, height, objects = read_annotation(year_dir, '%06d' % i)
+        assert (width, height) == (120, 120)
+        # a diameter of at most 0.4 x 120 = 48 px bounds every box side (the tight box of the visible pixels)
+        assert all(max(box[2] - box[0], box[3] - box[1]) + 1 <= 48 + 2 for _, _, _, box in objects)
+    _, _, distractors = sc.generate_image(0, 0, seen[0])
+    assert len(distractors) <= 1
 
 
 # ------------------------------------------------------------------------------------------ crash safety

@@ -40,6 +40,7 @@ import numpy as np
 from config.defaults import SYNTHETIC_CLUTTER
 from config.errors import run_cli
 from config.runtime import available_cores
+from tools.cli import comma_floats
 from tools.synthetic_voc import SHAPES as FIRST_SET_SHAPES
 from tools.synthetic_voc import (
     WriteSettings,
@@ -546,12 +547,25 @@ def write_sample(settings, index_and_id):
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+def _is_range(values, low, whole=False):
+    """Whether ``values`` is ``(LOW, HIGH)`` with ``low <= LOW <= HIGH`` (and whole numbers if ``whole``)."""
+    return (len(values) == 2 and low <= values[0] <= values[1]
+            and (not whole or all(float(value).is_integer() for value in values)))
+
+
 def check_args(args):
     """Raise UserError naming the first flag whose value cannot work."""
     rules = [('--num-trainval', args.num_trainval >= 0, 'must be >= 0'),
              ('--num-test', args.num_test >= 0, 'must be >= 0'),
              ('--seed', args.seed >= 0, 'must be >= 0'),
              ('--max-objects', args.max_objects >= 1, 'must be >= 1'),
+             ('--object-size', _is_range(args.object_size, 1e-3) and args.object_size[1] <= 1,
+              'must be two fractions LOW,HIGH of the shorter side with 0.001 <= LOW <= HIGH <= 1'),
+             ('--distractors', _is_range(args.distractors, 0, whole=True),
+              'must be two whole numbers LOW,HIGH with 0 <= LOW <= HIGH'),
+             ('--shorter-side', _is_range(args.shorter_side, 32, whole=True),
+              'must be two whole pixel counts LOW,HIGH with 32 <= LOW <= HIGH'),
+             ('--max-aspect', args.max_aspect >= 1, 'must be >= 1'),
              ('--quality', 1 <= args.quality <= 100, 'must be in 1..100'),
              ('--num-thread', args.num_thread >= 1, 'must be >= 1')]
     check_generator_args(args, rules)
@@ -566,6 +580,14 @@ def parse_args(argv=None):
     parser.add_argument('--num-test', type=int, default=defaults['num_test'], help='test images')
     parser.add_argument('--seed', type=int, default=defaults['seed'], help='equal seeds give equal files')
     parser.add_argument('--max-objects', type=int, default=defaults['max_objects'], help='objects per image: 1..this')
+    parser.add_argument('--object-size', type=comma_floats, default=defaults['object_size'],
+                        help='LOW,HIGH object diameter (log-uniform), fractions of the shorter side')
+    parser.add_argument('--distractors', type=comma_floats, default=defaults['distractors'],
+                        help='LOW,HIGH unannotated look-alike shapes per image')
+    parser.add_argument('--shorter-side', type=comma_floats, default=defaults['shorter_side'],
+                        help='LOW,HIGH shorter image side in pixels')
+    parser.add_argument('--max-aspect', type=float, default=defaults['max_aspect'],
+                        help='the longer image side is 1..this times the shorter')
     parser.add_argument('--quality', type=int, default=defaults['quality'], help='JPEG quality, 1..100')
     parser.add_argument('--num-thread', type=int, default=defaults['num_thread'] or available_cores(),
                         help='worker processes (default: one per core)')
@@ -579,7 +601,9 @@ def main(args):
     year_dir = os.path.join(args.root, 'VOC' + args.year)
     ids = ['%06d' % (index + 1) for index in range(args.num_trainval + args.num_test)]
     splits = {'trainval': ids[:args.num_trainval], 'test': ids[args.num_trainval:]}
-    params = ClutterParams(max_objects=args.max_objects)
+    params = ClutterParams(max_objects=args.max_objects, object_size=tuple(args.object_size),
+                           distractors=tuple(int(count) for count in args.distractors),
+                           shorter_side=tuple(int(side) for side in args.shorter_side), max_aspect=args.max_aspect)
     prepare_directories(year_dir)
     counts = write_samples(WriteSettings(args.seed, params, year_dir, args.quality), ids, args.num_thread,
                            work=write_sample, desc='synthetic clutter')
