@@ -294,6 +294,7 @@ def test_outline_distractors_are_hollow_and_partial_ones_are_cut():
     (['--year', '20-07'], '--year'),
     (['--object-size', '0.3,0.2'], '--object-size'),
     (['--object-size', '0.1'], '--object-size'),
+    (['--object-size', '0.1,1.2'], '--object-size'),
     (['--distractors', '1.5,3'], '--distractors'),
     (['--distractors=-1,3'], '--distractors'),
     (['--shorter-side', '16,100'], '--shorter-side'),

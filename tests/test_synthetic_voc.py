@@ -285,6 +285,8 @@ def test_quality_flag_changes_only_the_jpeg_size(tmp_path):
     (['--max-objects', '0'], '--max-objects'),
     (['--object-size', '0.5,0.2'], '--object-size'),
     (['--object-size', '0.2'], '--object-size'),
+    (['--object-size', '0,0.2'], '--object-size'),
+    (['--object-size', '0.2,1.5'], '--object-size'),
     (['--small-share', '1.5'], '--small-share'),
 ])
 def test_bad_flags_raise_user_errors_naming_them(tmp_path, flags, named):

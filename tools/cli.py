@@ -26,6 +26,13 @@ def comma_floats(text):
         raise argparse.ArgumentTypeError('%r is not a comma-separated list of numbers' % text) from None
 
 
+def is_range(values, low, high=float('inf'), whole=False):
+    """Whether ``values`` (from :func:`comma_floats`) is ``(LOW, HIGH)`` with ``low <= LOW <= HIGH <= high``,
+    and whole numbers too if ``whole``."""
+    return (len(values) == 2 and low <= values[0] <= values[1] <= high
+            and (not whole or all(float(value).is_integer() for value in values)))
+
+
 def add_model_args(parser):
     """``--network``, ``--data-shape``, ``--num-class``, ``--class-names``, ``--nms``, ``--force``, ``--prefix``."""
     group = parser.add_argument_group('network')
@@ -128,12 +135,6 @@ def add_common_args(parser):
     add_data_args(parser)
     add_eval_args(parser)
     return parser
-
-
-
-
-
-
 
 
 def contexts_from_args(args):

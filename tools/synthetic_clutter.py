@@ -40,7 +40,7 @@ import numpy as np
 from config.defaults import SYNTHETIC_CLUTTER
 from config.errors import run_cli
 from config.runtime import available_cores
-from tools.cli import comma_floats
+from tools.cli import comma_floats, is_range
 from tools.synthetic_voc import SHAPES as FIRST_SET_SHAPES
 from tools.synthetic_voc import (
     WriteSettings,
@@ -547,23 +547,17 @@ def write_sample(settings, index_and_id):
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-def _is_range(values, low, whole=False):
-    """Whether ``values`` is ``(LOW, HIGH)`` with ``low <= LOW <= HIGH`` (and whole numbers if ``whole``)."""
-    return (len(values) == 2 and low <= values[0] <= values[1]
-            and (not whole or all(float(value).is_integer() for value in values)))
-
-
 def check_args(args):
     """Raise UserError naming the first flag whose value cannot work."""
     rules = [('--num-trainval', args.num_trainval >= 0, 'must be >= 0'),
              ('--num-test', args.num_test >= 0, 'must be >= 0'),
              ('--seed', args.seed >= 0, 'must be >= 0'),
              ('--max-objects', args.max_objects >= 1, 'must be >= 1'),
-             ('--object-size', _is_range(args.object_size, 1e-3) and args.object_size[1] <= 1,
+             ('--object-size', is_range(args.object_size, 1e-3, 1),
               'must be two fractions LOW,HIGH of the shorter side with 0.001 <= LOW <= HIGH <= 1'),
-             ('--distractors', _is_range(args.distractors, 0, whole=True),
+             ('--distractors', is_range(args.distractors, 0, whole=True),
               'must be two whole numbers LOW,HIGH with 0 <= LOW <= HIGH'),
-             ('--shorter-side', _is_range(args.shorter_side, 32, whole=True),
+             ('--shorter-side', is_range(args.shorter_side, 32, whole=True),
               'must be two whole pixel counts LOW,HIGH with 32 <= LOW <= HIGH'),
              ('--max-aspect', args.max_aspect >= 1, 'must be >= 1'),
              ('--quality', 1 <= args.quality <= 100, 'must be in 1..100'),

@@ -33,7 +33,7 @@ from config.defaults import SYNTHETIC
 from config.errors import UserError, run_cli
 from config.runtime import available_cores
 from core.atomic import atomic_open, atomic_paths
-from tools.cli import comma_floats
+from tools.cli import comma_floats, is_range
 
 SHAPES = ('circle', 'square', 'triangle', 'star', 'cross', 'ring')  # every shape this module can draw
 SPLITS = ('trainval', 'test')
@@ -572,8 +572,8 @@ def check_args(args):
              ('--min-side', args.min_side >= 32, 'must be >= 32'),
              ('--max-side', args.max_side >= args.min_side, 'must be >= --min-side (%d)' % args.min_side),
              ('--max-objects', args.max_objects >= 1, 'must be >= 1'),
-             ('--object-size', len(args.object_size) == 2 and 0 < args.object_size[0] <= args.object_size[1] <= 1,
-              'must be two fractions LOW,HIGH with 0 < LOW <= HIGH <= 1'),
+             ('--object-size', is_range(args.object_size, 1e-3, 1),
+              'must be two fractions LOW,HIGH of the shorter side with 0.001 <= LOW <= HIGH <= 1'),
              ('--small-share', 0 <= args.small_share <= 1, 'must be in 0..1'),
              ('--quality', 1 <= args.quality <= 100, 'must be in 1..100'),
              ('--num-thread', args.num_thread >= 1, 'must be >= 1')]
