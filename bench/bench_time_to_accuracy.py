@@ -25,12 +25,17 @@ A full run takes about 2 x (12 + 6 + 12 minutes of training + the peer's predict
 2 cores. ``--quick`` writes no rows (a scaled-down run would not measure this). ``--bf16`` adds the earlier row
 comparing the final mAP of ``--amp bf16`` with float32 on the demo set (one more 12-minute run).
 
+A run of some sets (``--sets``) keeps the rows and curves the output file already holds for the others, each row
+with the date and CPU that measured it (``measured``), so one set can be measured again without the others.
+
 Usage: ``python bench/bench_time_to_accuracy.py [--quick] [--sets demo,clutter] [--budgets 6,12] [--out FILE]``.
 """
 import argparse
 import os
+import re
 import subprocess
 import sys
+import time
 
 from config.runtime import configure_threads
 from core.atomic import write_json
@@ -215,6 +220,50 @@ def bf16_row(float32_history, bf16_history=None, not_applicable=None):
                 met=ours >= row['peer'] - BF16_MAP_TOLERANCE, applicable=True)
 
 
+def row_set(row):
+    """The set a row is about: its ``set``, else the ``, NAME set`` in its name (rows written before ``set``
+    existed); None for rows of no set (the bf16 row)."""
+    if row.get('set'):
+        return row['set']
+    found = re.search(r', ([\w-]+) set\b', row['name'])
+    return found.group(1) if found else None
+
+
+def kept_from_earlier(earlier, measured_sets, bf16_measured):
+    """``(rows, curves)`` of an earlier output for the sets this run did not measure (and its bf16 row unless
+    this run made one); nothing from a ``--quick`` output."""
+    if not earlier or earlier.get('quick'):
+        return [], {}
+    def measured_again(row):
+        return row_set(row) in measured_sets if row_set(row) else bf16_measured
+
+    rows = [row for row in earlier.get('rows', []) if not measured_again(row)]
+    curves = {name: curve for name, curve in (earlier.get('curves') or {}).items() if name not in measured_sets}
+    return rows, curves
+
+
+def in_set_order(rows):
+    """``rows`` sorted by their set's place in :data:`GENERATORS` (rows of no set, and unknown sets, last)."""
+    order = list(GENERATORS)
+    return sorted(rows, key=lambda row: order.index(row_set(row)) if row_set(row) in order else len(order))
+
+
+def read_earlier(path):
+    """The output an earlier run left at ``path`` as a dict, or None."""
+    import json
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def measured_stamp():
+    """``'YYYY-MM-DD HH:MM, <CPU model>'``: when and where this run's rows were measured."""
+    from config.runtime import cpu_model_and_flags
+    return '%s, %s' % (time.strftime('%Y-%m-%d %H:%M'), cpu_model_and_flags()[0])
+
+
 def measure_set(args, name):
     """Both sides on set ``name``: its rows and the raw curves."""
     voc_dir, train_rec, val_rec = make_set(args.work_dir, name)
@@ -226,7 +275,8 @@ def measure_set(args, name):
                             minutes)
         runs[minutes] = result['history']
     rows = mark_rows(name, peer, runs) + goal_rows(name, peer, runs) + [time_row(name, peer, runs)]
-    return rows, dict(peer=peer, ours={'%g' % minutes: history for minutes, history in runs.items()})
+    curves = dict(peer=peer, ours={'%g' % minutes: history for minutes, history in runs.items()})
+    return [dict(row, set=name) for row in rows], curves
 
 
 def main(args):
@@ -246,9 +296,14 @@ def main(args):
             float32 = train_ours(train_rec, val_rec, prefix % 12, args.recipe, 12)['history']
         rows.append(bf16_row(float32, not_applicable=reason) if reason else bf16_row(
             float32, train_ours(train_rec, val_rec, prefix % 12 + '_bf16', args.recipe, 12, amp='bf16')['history']))
+    stamp = measured_stamp()
+    rows = [dict(row, measured=stamp) for row in rows]
     for row in rows:
         print('%s: ours %s, peer %s' % (row['name'], row['ours'] if row['ours'] is not None else row.get('error'),
                                         row['peer']))
+    if not args.quick:
+        kept_rows, kept_curves = kept_from_earlier(read_earlier(args.out), set(curves), args.bf16)
+        rows, curves = in_set_order(kept_rows + rows), dict(kept_curves, **curves)
     write_json(args.out, dict(rows=rows, curves=curves, quick=args.quick, recipe=args.recipe,
                               budgets=args.budgets), indent=2)
     return rows

@@ -116,6 +116,8 @@ def note_lines(rows, with_peer=True):
         if row.get('rss_mib'):
             facts.append('the highest epoch-end RSS after the start epoch was %.2f %% above it; RSS per epoch (MiB): '
                          '%s' % (row['max_growth_percent'], ' '.join('%.1f' % value for value in row['rss_mib'])))
+        if row.get('measured'):
+            facts.append('measured %s' % row['measured'])
         if row.get('error'):
             facts.append('%s: %s' % ('error' if row.get('applicable', True) else 'not applicable',
                                      ' '.join(str(row['error']).split())))

@@ -274,6 +274,30 @@ def test_time_to_accuracy_rows_by_hand():
     assert report.verdict(slow) == 'failed'
 
 
+def test_time_to_accuracy_keeps_the_rows_of_sets_it_did_not_measure():
+    from bench.bench_time_to_accuracy import in_set_order, kept_from_earlier, row_set
+    earlier = dict(quick=False, rows=[
+        dict(name='VOC07 mAP after 3 min, demo set', ours=0.19),              # written before rows had ``set``
+        dict(name="time to SSDlite's 12-min mAP (0.006), clutter set (s)", ours=None),
+        dict(name='VOC07 mAP after 3 min, clutter-moderate set', ours=0.01, set='clutter-moderate'),
+        dict(name='demo recipe final VOC07 mAP, --amp bf16 vs float32', ours=0.7)],
+        curves={'demo': {'peer': [1]}, 'clutter-moderate': {'peer': [2]}})
+    assert [row_set(row) for row in earlier['rows']] == ['demo', 'clutter', 'clutter-moderate', None]
+    rows, curves = kept_from_earlier(earlier, {'clutter-moderate'}, bf16_measured=False)
+    assert [row['ours'] for row in rows] == [0.19, None, 0.7] and curves == {'demo': {'peer': [1]}}
+    rows, _ = kept_from_earlier(earlier, {'demo', 'clutter'}, bf16_measured=True)    # its bf16 row is new too
+    assert [row['ours'] for row in rows] == [0.01]
+    assert kept_from_earlier(dict(earlier, quick=True), set(), False) == ([], {})
+    assert kept_from_earlier(None, set(), False) == ([], {})
+    new = dict(name='VOC07 mAP after 3 min, clutter-moderate set', set='clutter-moderate', ours=0.02)
+    ordered = in_set_order([new] + kept_from_earlier(earlier, {'clutter-moderate'}, False)[0])
+    assert [row['ours'] for row in ordered] == [0.19, None, 0.02, 0.7]   # demo, clutter, clutter-moderate, bf16
+    stamped = dict(new, measured='2026-12-03 20:30, Intel(R) Xeon(R) Processor', peer_name='SSDlite')
+    assert report.note_lines([stamped]) == [
+        'VOC07 mAP after 3 min, clutter-moderate set: peer: SSDlite; measured 2026-12-03 20:30, Intel(R) Xeon(R) '
+        'Processor']
+
+
 def test_bf16_accuracy_row_by_hand():
     from bench.bench_time_to_accuracy import bf16_row
     float32 = [{'epoch': 1, 'mAP': 0.5}, {'epoch': 2, 'mAP': None}, {'epoch': 3, 'mAP': 0.74}]
