@@ -249,16 +249,6 @@ def in_set_order(rows):
     return sorted(rows, key=lambda row: order.index(row_set(row)) if row_set(row) in order else len(order))
 
 
-def read_earlier(path):
-    """The output an earlier run left at ``path`` as a dict, or None."""
-    import json
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
-
-
 def measured_stamp():
     """``'YYYY-MM-DD HH:MM, <CPU model>'``: when and where this run's rows were measured."""
     from config.runtime import cpu_model_and_flags
@@ -303,7 +293,9 @@ def main(args):
         print('%s: ours %s, peer %s' % (row['name'], row['ours'] if row['ours'] is not None else row.get('error'),
                                         row['peer']))
     if not args.quick:
-        kept_rows, kept_curves = kept_from_earlier(read_earlier(args.out), set(curves), args.bf16)
+        from tools.scripts import load_script  # bench/run.py reads an earlier output the same way
+        read_results = load_script('bench/run.py').read_results
+        kept_rows, kept_curves = kept_from_earlier(read_results(args.out), set(curves), args.bf16)
         rows, curves = in_set_order(kept_rows + rows), dict(kept_curves, **curves)
     write_json(args.out, dict(rows=rows, curves=curves, quick=args.quick, recipe=args.recipe,
                               budgets=args.budgets), indent=2)
