@@ -302,3 +302,23 @@ def test_verify_notices_a_cut_image(tmp_path, capsys, monkeypatch):
     status, out, _ = cli(capsys, rec, '--verify')
     assert status == 1 and '1 bad record,' in out
     assert 'record 1 (byte ' in out and 'image: damaged (Pillow: image file is truncated' in out
+
+
+def test_verify_notices_every_cut_image_on_many_threads(tmp_path, capsys, monkeypatch):
+    """Decoding threads must not hand Pillow's process-wide LOAD_TRUNCATED_IMAGES to each other: with 60 cut
+    JPEGs decoded on 4 threads, after something has switched it on, every one of the 60 is a bad record and the
+    switch is back on afterwards."""
+    from PIL import ImageFile
+    monkeypatch.setattr(ImageFile, 'LOAD_TRUNCATED_IMAGES', True)
+    rec = str(tmp_path / 'cut.rec')
+    writer = IndexedRecordWriter(rec)
+    rng = np.random.default_rng(1)
+    for number in range(60):
+        noise = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
+        jpeg = cv2.imencode('.jpg', noise)[1].tobytes()
+        chunks = frame_record(record_head(number, [[0, 0.1, 0.1, 0.5, 0.5, 0]]), jpeg[:len(jpeg) // 2])
+        writer.write(number, chunks, sum(len(chunk) for chunk in chunks))
+    writer.close(rec[:-4] + '.idx')
+    status, out, _ = cli(capsys, rec, '--verify', '--num-thread', '4')
+    assert status == 1 and '60 bad records,' in out
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True

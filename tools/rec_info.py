@@ -36,6 +36,7 @@ difference. Bad paths and arguments are one-line errors (exit status 2).
 import argparse
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import io
 import math
@@ -249,7 +250,11 @@ def image_header(record):
 
 
 def decode_check(record):
-    """Decode the record's image with OpenCV and Pillow, noting a failure of either (verify)."""
+    """Decode the record's image with OpenCV and Pillow, noting a failure of either (verify).
+
+    Pillow notices a cut image only while ``ImageFile.LOAD_TRUNCATED_IMAGES`` is off: call it inside
+    :func:`pillow_refuses_cut_images`, as :func:`_decoded` does.
+    """
     import cv2
     if record.image is None:
         return record
@@ -265,16 +270,12 @@ def decode_check(record):
         return record
     if not record.width:
         record.height, record.width = pixels.shape[:2]
-    strict = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False      # gluoncv.data sets it True for the whole process on import
     try:
         with Image.open(io.BytesIO(record.image)) as image:
             image.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         if not isinstance(err, UnidentifiedImageError):
             record.problems.append('image: damaged (Pillow: %s)' % str(err).split('\n')[0][:120])
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = strict
     return record
 
 
@@ -635,19 +636,35 @@ def format_checks(info):
 
 
 # --- the scan ------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def pillow_refuses_cut_images():
+    """Pillow's process-wide ``ImageFile.LOAD_TRUNCATED_IMAGES`` off for the block, as it was afterwards.
+
+    gluoncv.data switches it on when imported. It is switched once around all the decoding threads: switched
+    per record, one thread's restore let another's cut image through.
+    """
+    lenient = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
+
+
 def _decoded(records, check, num_thread):
     """``check`` applied to each record on a thread pool, in order, a bounded number in flight."""
-    if num_thread <= 1:
-        yield from map(check, records)
-        return
-    with concurrent.futures.ThreadPoolExecutor(num_thread) as pool:
-        batch = []
-        for record in records:
-            batch.append(record)
-            if len(batch) >= DECODE_BATCH * num_thread:
-                yield from pool.map(check, batch)
-                batch = []
-        yield from pool.map(check, batch)
+    with pillow_refuses_cut_images():
+        if num_thread <= 1:
+            yield from map(check, records)
+            return
+        with concurrent.futures.ThreadPoolExecutor(num_thread) as pool:
+            batch = []
+            for record in records:
+                batch.append(record)
+                if len(batch) >= DECODE_BATCH * num_thread:
+                    yield from pool.map(check, batch)
+                    batch = []
+            yield from pool.map(check, batch)
 
 
 def _against_for(lists, parts):
