@@ -652,7 +652,8 @@ def pillow_refuses_cut_images():
 
 
 def _decoded(records, check, num_thread):
-    """``check`` applied to each record on a thread pool, in order, a bounded number in flight."""
+    """``check`` applied to each record on a thread pool, in order, a bounded number in flight, with Pillow
+    refusing cut images (:func:`pillow_refuses_cut_images`) until the last record is out."""
     with pillow_refuses_cut_images():
         if num_thread <= 1:
             yield from map(check, records)
